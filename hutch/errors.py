@@ -1,0 +1,171 @@
+"""Every error response is built here, in one shape.
+
+Domain code raises the exceptions below; the handlers registered by
+``register_error_handlers`` turn them (and anything unexpected) into JSON
+answers without tracebacks. Auth failures get ``WWW-Authenticate``
+(RFC 6750 §3, RFC 9449 §7.1).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, current_app, json
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND_BODY = b'{"error":"resource not found","message":"no resource available at this address"}'
+RETRY_AFTER_SECONDS = 5
+
+
+class HutchError(Exception):
+    """Base of the errors that become a JSON answer."""
+
+    status = 500
+    error = "server_error"
+    message = "internal server error"
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or self.message)
+        if message:
+            self.message = message
+
+
+class NotFound(HutchError):
+    status = 404
+    error = "resource not found"
+    message = "no resource available at this address"
+
+
+class ProfileNotSet(HutchError):
+    status = 403
+    error = "profile not set"
+    message = "create your profile first (PUT the profile endpoint)"
+
+
+class ValidationFailed(HutchError):
+    """400 with the JSON array of messages (HUTCH-API.md §6)."""
+
+    status = 400
+
+    def __init__(self, messages: list[str]):
+        super().__init__("; ".join(messages))
+        self.messages = messages
+
+
+class ServiceUnavailable(HutchError):
+    status = 503
+    error = "service unavailable"
+    message = "a backing service is unavailable, try again shortly"
+
+
+class AuthError(HutchError):
+    """401 (403 for insufficient scope) with a challenge for ``scheme``."""
+
+    def __init__(
+        self,
+        error: str | None,
+        description: str,
+        *,
+        scheme: str = "Bearer",
+        status: int = 401,
+        extra: dict[str, str] | None = None,
+    ):
+        super().__init__(description)
+        self.error = error or "unauthorized"
+        self.code = error
+        self.scheme = scheme
+        self.status = status
+        self.extra = extra or {}
+
+
+def json_response(body: bytes, status: int) -> Response:
+    return Response(body, status=status, mimetype="application/json")
+
+
+def error_body(error: str, message: str) -> bytes:
+    return json.dumps({"error": error, "message": message}, separators=(",", ":")).encode()
+
+
+def challenge(exc: AuthError, realm: str | None, dpop_algs: str) -> list[str]:
+    """WWW-Authenticate values; a missing token gets bare challenges (RFC 6750 §3.1)."""
+    params = []
+    if realm:
+        params.append(f'realm="{realm}"')
+    if exc.code:
+        params.append(f'error="{exc.code}"')
+        params.append(f'error_description="{exc.message}"')
+    for name, value in exc.extra.items():
+        params.append(f'{name}="{value}"')
+    if exc.scheme == "DPoP":
+        params.append(f'algs="{dpop_algs}"')
+    values = [exc.scheme + (" " + ", ".join(params) if params else "")]
+    if exc.code is None:
+        values.append(f'DPoP algs="{dpop_algs}"')
+    return values
+
+
+def _auth_response(exc: AuthError) -> Response:
+    response = json_response(error_body(exc.error, exc.message), exc.status)
+    settings = current_app.extensions["hutch"].settings
+    from hutch.auth.dpop import DPOP_ALGS
+
+    for value in challenge(exc, settings.oidc.realm, " ".join(DPOP_ALGS)):
+        response.headers.add("WWW-Authenticate", value)
+    return response
+
+
+def handle_hutch_error(exc: HutchError) -> Response:
+    if isinstance(exc, AuthError):
+        return _auth_response(exc)
+    if isinstance(exc, ValidationFailed):
+        return json_response(json.dumps(exc.messages, separators=(",", ":")).encode(), 400)
+    if isinstance(exc, NotFound):
+        return json_response(NOT_FOUND_BODY, 404)
+    response = json_response(error_body(exc.error, exc.message), exc.status)
+    if exc.status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def handle_http_exception(exc: HTTPException) -> Response:
+    if exc.code == 404:
+        return json_response(NOT_FOUND_BODY, 404)
+    if exc.code == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return json_response(
+            error_body("payload too large", f"request bodies are limited to {limit} bytes"), 413
+        )
+    name = (exc.name or "error").lower()
+    response = json_response(error_body(name, exc.description or name), exc.code or 500)
+    if exc.code == 405:
+        response.headers["Allow"] = ", ".join(exc.valid_methods or [])
+    return response
+
+
+def handle_database_error(exc: DBAPIError | PoolTimeoutError) -> Response:
+    """The database is down or saturated: 503 with Retry-After, never a traceback."""
+    log.error("database unavailable: %s", type(exc.orig if hasattr(exc, "orig") else exc).__name__)
+    return handle_hutch_error(ServiceUnavailable())
+
+
+def handle_unexpected(exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        return handle_http_exception(exc)
+    if isinstance(exc, DBAPIError) and (
+        isinstance(exc, OperationalError) or exc.connection_invalidated
+    ):
+        return handle_database_error(exc)
+    log.exception("unexpected error while answering a request")
+    return json_response(error_body("server_error", "internal server error"), 500)
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(HutchError, handle_hutch_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(OperationalError, handle_database_error)
+    app.register_error_handler(PoolTimeoutError, handle_database_error)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,76 @@
+"""The embedded default: an instance folder with SQLite, signing keys and a local issuer.
+
+``hutch serve`` with no configuration creates it, so that ``hutch token`` plus
+curl is a complete first API call. The local issuer is for trying Hutch;
+production deployments configure ``[oidc]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from joserfc.jwk import ECKey
+
+from hutch.jose import json_bytes, sign_compact
+from hutch.settings import LOCAL_ISSUER, ConfigError, Settings
+from hutch.signing import generate_jwks
+
+
+def write_private(path: Path, document: dict[str, Any]) -> None:
+    """Write a private JWKS readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+
+
+def ensure_sign_key(settings: Settings) -> bool:
+    """Create the signing JWKS (one ES256 key) when the file does not exist."""
+    if Path(settings.sign_key).exists():
+        return False
+    write_private(Path(settings.sign_key), generate_jwks("ES256"))
+    return True
+
+
+def ensure_local_issuer(settings: Settings) -> bool:
+    """Create the local issuer's key pair (embedded default only)."""
+    private = settings.oidc.local_issuer_key
+    if private is None or Path(private).exists():
+        return False
+    document = generate_jwks("ES256")
+    write_private(Path(private), document)
+    public = {"keys": [{k: v for k, v in document["keys"][0].items() if k != "d"}]}
+    Path(settings.oidc.server_public_jwks).write_text(json.dumps(public, indent=2) + "\n")
+    return True
+
+
+def mint_token(settings: Settings, sub: str, scope: str | None, lifetime: int) -> str:
+    """An RFC 9068 access token from the local issuer (``hutch token``)."""
+    if not settings.oidc.is_local:
+        raise ConfigError("oidc: this instance trusts a real identity provider; "
+                          "get tokens from it, not from hutch token")
+    try:
+        document = json.loads(Path(settings.oidc.local_issuer_key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ConfigError("oidc: the local issuer key is missing; run hutch init or "
+                          "hutch serve first") from None
+    jwk = document["keys"][0]
+    now = int(time.time())
+    claims = {
+        "iss": LOCAL_ISSUER,
+        "sub": sub,
+        "client_id": "hutch-cli",
+        "jti": secrets.token_urlsafe(16),
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "scope": scope or settings.hutch_scope,
+    }
+    header = {"typ": "at+jwt", "alg": jwk["alg"], "kid": jwk["kid"]}
+    return sign_compact(header, json_bytes(claims), ECKey.import_key(jwk)).decode("ascii")

@@ -1,0 +1,87 @@
+"""JOSE facts shared by signing, access-token and DPoP checks.
+
+Every algorithm Hutch accepts is listed here, tied to the key type it needs
+(RFC 8725 §3.1: never let the token choose how it is verified).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import warnings
+from typing import Any
+
+from joserfc.jwk import ECKey, OKPKey, RSAKey, SecurityWarning
+from joserfc.jws import JWSRegistry
+
+# alg -> (kty, allowed curves or None)
+ALGORITHM_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "PS384": ("RSA", None),
+    "PS512": ("RSA", None),
+    "ES256": ("EC", ("P-256",)),
+    "ES384": ("EC", ("P-384",)),
+    "ES512": ("EC", ("P-521",)),
+    "EdDSA": ("OKP", ("Ed25519", "Ed448")),
+    "Ed25519": ("OKP", ("Ed25519",)),
+}
+ES256K = {"ES256K": ("EC", ("secp256k1",))}
+SIGNING_ALGS = tuple(ALGORITHM_KEYS)
+MIN_RSA_BITS = 2048
+
+AnyKey = RSAKey | ECKey | OKPKey
+
+# The registry the algorithms come from; only the listed names are ever used.
+_REGISTRY = JWSRegistry(algorithms=[*SIGNING_ALGS, "ES256K"], strict_check_header=False)
+
+warnings.filterwarnings("ignore", category=SecurityWarning, message=".*EdDSA.*")
+
+
+def b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def b64url_decode(data: str | bytes) -> bytes:
+    if isinstance(data, str):
+        data = data.encode("ascii")
+    if b"=" in data:
+        raise ValueError("padding is not allowed in base64url")
+    return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
+
+
+def b64url_sha256(value: str) -> str:
+    return b64url(hashlib.sha256(value.encode("ascii")).digest()).decode("ascii")
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact JSON, UTF-8, as the original's jansson writes it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def key_fits(alg: str, key: AnyKey, table: dict[str, tuple[str, tuple[str, ...] | None]]) -> bool:
+    """True when ``key`` is of the type ``alg`` needs, and its own ``alg`` (if any) agrees."""
+    wanted = table.get(alg)
+    if wanted is None:
+        return False
+    kty, curves = wanted
+    if key.key_type != kty:
+        return False
+    if curves is not None and key.get("crv") not in curves:
+        return False
+    own = key.get("alg")
+    return own is None or own == alg
+
+
+def sign_compact(header: dict[str, Any], payload: bytes, key: AnyKey) -> bytes:
+    """JWS compact serialization with the header members in the given order."""
+    signing_input = b64url(json_bytes(header)) + b"." + b64url(payload)
+    signature = _REGISTRY.get_alg(header["alg"]).sign(signing_input, key)
+    return signing_input + b"." + b64url(signature)
+
+
+def verify_compact(signing_input: bytes, signature: bytes, alg: str, key: AnyKey) -> bool:
+    return _REGISTRY.get_alg(alg).verify(signing_input, signature, key)

@@ -1,0 +1,1 @@
+"""Persistence: the original Hutch tables, engines, and services owning transactions."""

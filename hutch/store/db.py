@@ -1,0 +1,101 @@
+"""Engines per backend, and the two kinds of transaction services use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+from hutch.settings import DatabaseSettings
+
+# Strict mode on (HUTCH-API.md §13.9): over-long values are refused, never truncated.
+MYSQL_SQL_MODE = (
+    "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+    "NO_ENGINE_SUBSTITUTION"
+)
+SQLITE_BUSY_MS = 10_000
+
+
+def create_db_engine(settings: DatabaseSettings) -> Engine:
+    """An engine tuned for its backend: SQLite WAL + durable commits, strict MariaDB."""
+    url = make_url(settings.url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url, settings)
+    kwargs: dict = {
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.pool_size,
+        "pool_recycle": 1800,
+        "pool_timeout": 10,
+    }
+    if backend in ("mysql", "mariadb"):
+        if "charset" not in url.query:
+            url = url.update_query_dict({"charset": "utf8mb4"})
+        kwargs["connect_args"] = {
+            "init_command": f"SET time_zone = '+00:00', sql_mode = '{MYSQL_SQL_MODE}'",
+            "connect_timeout": 5,
+            "read_timeout": 30,
+            "write_timeout": 30,
+        }
+        kwargs["isolation_level"] = "READ COMMITTED"
+    elif backend == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": 5}
+    return create_engine(url, **kwargs)
+
+
+def _sqlite_engine(url, settings: DatabaseSettings) -> Engine:
+    memory = url.database in (None, "", ":memory:")
+    kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000}}
+    if memory:
+        kwargs["poolclass"] = StaticPool
+    else:
+        kwargs["pool_size"] = settings.pool_size
+        kwargs["max_overflow"] = settings.pool_size
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Manage transactions ourselves so writers take the lock up front (BEGIN IMMEDIATE):
+        # a deferred transaction upgrading to a write can fail at once with SQLITE_BUSY.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit answered 200 survives a power cut (WAL is synced at each commit).
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection):
+        readonly = conn.get_execution_options().get("hutch_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """Owns the engine; services open exactly one transaction per operation."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.backend = engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(hutch_readonly=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
