@@ -99,6 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if settings.config_path is None:
         print(f"No configuration file: embedded default in {settings.instance_path}")
         _prepare(settings, announce=True)

@@ -51,6 +51,8 @@ def serve(app: Flask, host: str, port: int, workers: int) -> int:
         "preload_app": True,
         "post_fork": _post_fork,
         "accesslog": "-",
+        # The path only: a query string may carry what a client should not have sent.
+        "access_log_format": '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms',
         "errorlog": "-",
         "max_requests": 10000,
         "max_requests_jitter": 1000,
