@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """The application factory: validated settings in, a ready Flask app out."""
-    from hutch.api import coins, profile, safe_keys, safes, webapp, wellknown
+    from hutch.api import coins, openapi, profile, safe_keys, safes, webapp, wellknown
     from hutch.errors import register_error_handlers
     from hutch.extensions import build_hutch
     from hutch.http import register_http
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (profile.bp, safes.bp, safe_keys.bp, coins.bp):
         app.register_blueprint(blueprint, url_prefix=prefix)
     app.register_blueprint(wellknown.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(webapp.bp)
     register_error_handlers(app)
     logging.getLogger("hutch").setLevel(settings.log_level if settings.log_level != "NONE"

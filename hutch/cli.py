@@ -36,7 +36,9 @@ def _prepare(settings: Settings, announce: bool) -> list[str]:
     url = make_url(settings.database.url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         if not Path(url.database).exists():
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            Path(url.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Ciphertext only, but nobody else needs to read it: owner-only, like the keys.
+            os.close(os.open(url.database, os.O_WRONLY | os.O_CREAT, 0o600))
             created.append(f"SQLite database {url.database}")
     engine = create_db_engine(settings.database)
     try:

@@ -91,21 +91,21 @@ def error_body(error: str, message: str) -> bytes:
 
 
 def challenge(exc: AuthError, realm: str | None, dpop_algs: str) -> list[str]:
-    """WWW-Authenticate values; a missing token gets bare challenges (RFC 6750 §3.1)."""
-    params = []
-    if realm:
-        params.append(f'realm="{realm}"')
-    if exc.code:
-        params.append(f'error="{exc.code}"')
-        params.append(f'error_description="{exc.message}"')
-    for name, value in exc.extra.items():
-        params.append(f'{name}="{value}"')
-    if exc.scheme == "DPoP":
-        params.append(f'algs="{dpop_algs}"')
-    values = [exc.scheme + (" " + ", ".join(params) if params else "")]
+    """WWW-Authenticate values (RFC 6750 §3, RFC 9449 §7.1).
+
+    Without a token the answer advertises both schemes and names no error
+    (RFC 6750 §3.1); otherwise one challenge of the token's scheme.
+    """
+    realm_params = [f'realm="{realm}"'] if realm else []
+    algs = f'algs="{dpop_algs}"'
     if exc.code is None:
-        values.append(f'DPoP algs="{dpop_algs}"')
-    return values
+        bearer = "Bearer" + (" " + realm_params[0] if realm_params else "")
+        return [bearer, "DPoP " + ", ".join([*realm_params, algs])]
+    params = [*realm_params, f'error="{exc.code}"', f'error_description="{exc.message}"']
+    params += [f'{name}="{value}"' for name, value in exc.extra.items()]
+    if exc.scheme == "DPoP":
+        params.append(algs)
+    return [f"{exc.scheme} " + ", ".join(params)]
 
 
 def _auth_response(exc: AuthError) -> Response:

@@ -23,7 +23,7 @@ from hutch.signing import generate_jwks
 
 def write_private(path: Path, document: dict[str, Any]) -> None:
     """Write a private JWKS readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=2)

@@ -35,6 +35,10 @@ class Text(fields.String):
                  pattern: re.Pattern[str] | None = None, **kwargs: Any):
         errors = dict.fromkeys(("required", "null", "invalid", "invalid_utf8"), message)
         kwargs.setdefault("allow_none", False)  # an explicit null is not a string (§6)
+        described = {"x-max-bytes": max_bytes, "minLength": min(min_bytes, 1)}
+        if pattern is not None:
+            described["pattern"] = "^" + pattern.pattern + "$"
+        kwargs.setdefault("metadata", described)
         super().__init__(error_messages=errors, **kwargs)
         self.message = message
         self.max_bytes = max_bytes

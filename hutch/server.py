@@ -24,7 +24,8 @@ class HutchServer(BaseApplication):
 
     def load_config(self):
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
+                self.cfg.set(key, value)
 
     def load(self):
         return self.application
@@ -58,5 +59,7 @@ def serve(app: Flask, host: str, port: int, workers: int) -> int:
         "max_requests_jitter": 1000,
         "limit_request_line": 8190,
         "limit_request_field_size": 16384,
+        # One control socket per user by default: two instances would take it from each other.
+        "control_socket_disable": True,
     }).run()
     return 0

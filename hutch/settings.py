@@ -34,6 +34,7 @@ class OidcSettings:
     dpop_max_iat: int = 0
     leeway: int = 30
     jwks_refresh_cooldown: int = 60
+    jwks_max_age: int = 300
     startup_retries: int = 5
     # The private half of the local issuer, only in the embedded default.
     local_issuer_key: Path | None = None
@@ -121,6 +122,7 @@ _SECTION_KEYS: dict[str, dict[str, str]] = {
         "dpop_max_iat": "int",
         "leeway": "int",
         "jwks_refresh_cooldown": "int",
+        "jwks_max_age": "int",
         "startup_retries": "int",
     },
 }
@@ -335,6 +337,9 @@ def _oidc(flat: dict[str, Any]) -> OidcSettings:
     cooldown = flat.get("oidc.jwks_refresh_cooldown", 60)
     if cooldown < 0:
         raise ConfigError("oidc.jwks_refresh_cooldown: must not be negative")
+    max_age = flat.get("oidc.jwks_max_age", max(300, cooldown))
+    if max_age < max(cooldown, 1):
+        raise ConfigError("oidc.jwks_max_age: must be at least oidc.jwks_refresh_cooldown")
     return OidcSettings(
         server_public_jwks=None if remote else static,
         server_remote_config=remote,
@@ -345,6 +350,7 @@ def _oidc(flat: dict[str, Any]) -> OidcSettings:
         dpop_max_iat=dpop_max_iat,
         leeway=leeway,
         jwks_refresh_cooldown=cooldown,
+        jwks_max_age=max_age,
         startup_retries=flat.get("oidc.startup_retries", 5),
         local_issuer_key=local_key,
     )
@@ -384,7 +390,7 @@ def load_settings(config: Path | None, environ: dict[str, str] | None = None) ->
             flat["oidc.server_public_jwks"] = instance / "local-issuer.public.jwks"
             flat["oidc.local_issuer_key"] = instance / "local-issuer.jwks"
             flat["oidc.iss"] = LOCAL_ISSUER
-        return _build(flat, None, instance)
+        return _named(lambda: _build(flat, None, instance), environ)
     config = config.absolute()
     try:
         raw = tomllib.loads(config.read_text(encoding="utf-8"))
@@ -396,4 +402,16 @@ def load_settings(config: Path | None, environ: dict[str, str] | None = None) ->
         raise ConfigError(f"config: {config} is not valid TOML: {exc}") from None
     flat = _flatten(raw, config.parent)
     flat.update(_env_overrides(environ))
-    return _build(flat, config, None)
+    return _named(lambda: _build(flat, config, None), environ)
+
+
+def _named(build, environ: dict[str, str]) -> Settings:
+    """Say which environment variable set a refused value, when one did."""
+    try:
+        return build()
+    except ConfigError as exc:
+        key, _, rest = str(exc).partition(": ")
+        env = "HUTCH_" + key.upper().replace(".", "__")
+        if env in environ and rest:
+            raise ConfigError(f"{key} (from {env}): {rest}") from None
+        raise

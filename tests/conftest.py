@@ -31,7 +31,8 @@ def idp() -> IdP:
 def key_files(tmp_path_factory, idp) -> dict[str, Path]:
     """The original CI's key layout: RS256 (kid RS256) then ES256 (kid ES256)."""
     folder = tmp_path_factory.mktemp("keys")
-    sign = {"keys": generate_jwks("RS256", "RS256")["keys"] + generate_jwks("ES256", "ES256")["keys"]}
+    keys = generate_jwks("RS256", "RS256")["keys"] + generate_jwks("ES256", "ES256")["keys"]
+    sign = {"keys": keys}
     (folder / "sign.jwks").write_text(json.dumps(sign))
     (folder / "idp-public.jwks").write_text(json.dumps(idp.public_jwks))
     return {"sign": folder / "sign.jwks", "idp": folder / "idp-public.jwks", "dir": folder}

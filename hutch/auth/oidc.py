@@ -91,13 +91,17 @@ class StaticJwks:
         return key
 
 
-def fetch_json(url: str, verify: bool) -> Any:
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"refusing to fetch {url!r}: not an http(s) URL")
+def tls_context(verify: bool) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def fetch_json(url: str, context: ssl.SSLContext | None) -> Any:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"refusing to fetch {url!r}: not an http(s) URL")
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
     with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT, context=context) as answer:  # noqa: S310
         body = answer.read(MAX_DOCUMENT_BYTES + 1)
@@ -107,17 +111,26 @@ def fetch_json(url: str, verify: bool) -> Any:
 
 
 class RemoteJwks:
-    """Discovery + JWKS from the provider, refreshed on an unknown ``kid``."""
+    """Discovery + JWKS from the provider.
 
-    def __init__(self, settings: OidcSettings, clock=time.monotonic, sleep=time.sleep):
+    Refreshed at once (under a cool-down) when a token names an unknown ``kid``,
+    and in the background once the keys are ``jwks_max_age`` old, so a key the
+    provider withdraws stops being trusted even if no new kid ever shows up.
+    """
+
+    def __init__(self, settings: OidcSettings, clock=time.monotonic, sleep=None):
         self._settings = settings
+        # Built once: creating a TLS context costs tens of milliseconds.
+        self._tls = (tls_context(settings.server_remote_config_verify_cert)
+                     if settings.server_remote_config.startswith("https://") else None)
         self._clock = clock
         self._lock = threading.Lock()
         self.fetches = 0
         self.generation = 0
         self._keys: list[AnyKey] = []
         self._last_fetch = float("-inf")
-        self.issuer, self.jwks_uri = self._discover(sleep)
+        self._refreshing = False
+        self.issuer, self.jwks_uri = self._discover(sleep or time.sleep)
         self._refresh()
 
     def _discover(self, sleep) -> tuple[str, str]:
@@ -125,7 +138,7 @@ class RemoteJwks:
         delay = 1.0
         for attempt in range(self._settings.startup_retries + 1):
             try:
-                document = fetch_json(url, self._settings.server_remote_config_verify_cert)
+                document = fetch_json(url, self._tls)
                 issuer, jwks_uri = document.get("issuer"), document.get("jwks_uri")
                 if not isinstance(issuer, str) or not issuer or not isinstance(jwks_uri, str):
                     raise ValueError("the discovery document lacks issuer or jwks_uri")
@@ -152,7 +165,7 @@ class RemoteJwks:
         self.fetches += 1
         try:
             self._keys = parse_jwks(
-                fetch_json(self.jwks_uri, self._settings.server_remote_config_verify_cert),
+                fetch_json(self.jwks_uri, self._jwks_tls()),
                 self.jwks_uri,
             )
             self.generation += 1
@@ -162,7 +175,33 @@ class RemoteJwks:
                     f"oidc.server_remote_config: cannot load the JWKS: {exc}") from None
             log.warning("JWKS refresh failed, keeping %d cached keys: %s", len(self._keys), exc)
 
+    def _jwks_tls(self) -> ssl.SSLContext | None:
+        if not self.jwks_uri.startswith("https://"):
+            return None
+        if self._tls is None:
+            self._tls = tls_context(self._settings.server_remote_config_verify_cert)
+        return self._tls
+
+    def _refresh_when_old(self) -> None:
+        if self._refreshing or self._clock() - self._last_fetch < self._settings.jwks_max_age:
+            return
+        with self._lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+        threading.Thread(target=self._background_refresh, name="jwks-refresh", daemon=True).start()
+
+    def _background_refresh(self) -> None:
+        try:
+            with self._lock:
+                self._refresh()
+        except ConfigError as exc:
+            log.warning("%s", exc)
+        finally:
+            self._refreshing = False
+
     def select(self, kid: str | None) -> AnyKey:
+        self._refresh_when_old()
         key = _pick(self._keys, kid)
         if key is None or (len(self._keys) == 1 and kid and key.kid and key.kid != kid):
             with self._lock:

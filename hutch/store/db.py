@@ -94,8 +94,12 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        # preserve_rowcount: services decide 403/404 from INSERT ... SELECT row counts,
+        # which SQLAlchemy 2.1 otherwise leaves at -1 on psycopg.
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(preserve_rowcount=True)
+            with conn.begin():
+                yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()

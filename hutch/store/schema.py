@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -24,14 +25,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, UserDefinedType
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+# Queries only: the DDL (indexes, collations, partial unique indexes) lives in
+# hutch/migrations and sql/; never create tables from this metadata.
+metadata = MetaData()
 
 
 class _SqliteTimestamp(UserDefinedType):
@@ -173,5 +169,6 @@ dpop_jti = Table(
     "h_dpop_jti",
     metadata,
     Column("hdj_id", String(64), primary_key=True),
-    Column("hdj_expires_at", BigInteger, nullable=False, index=True),
+    Column("hdj_expires_at", BigInteger, nullable=False),
+    Index("i_hdj_expires_at", "hdj_expires_at"),
 )

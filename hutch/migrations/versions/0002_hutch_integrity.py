@@ -118,6 +118,7 @@ def upgrade() -> None:
         _unique_active_index(bind, named, collation)
     if "h_dpop_jti" not in sa.inspect(bind).get_table_names():
         op.execute(_DPOP_TABLE["mysql" if mysql else bind.dialect.name].format(collation=collation))
+    if "i_hdj_expires_at" not in _indexes(bind, "h_dpop_jti"):
         op.create_index("i_hdj_expires_at", "h_dpop_jti", ["hdj_expires_at"])
 
 
@@ -192,9 +193,22 @@ def _convert_mysql_tables(bind: sa.Connection, collation: str) -> None:
             )
         ).all()
     )
+    names = dict(
+        bind.execute(
+            sa.text(
+                "SELECT TABLE_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() "
+                "AND COLUMN_NAME IN ('hp_sub', 'hs_name', 'hk_name', 'hc_name')"
+            )
+        ).all()
+    )
     for named in _NAMED:
         if engines.get(named.table) != "InnoDB":
             op.execute(f"ALTER TABLE {named.table} ENGINE=InnoDB")
+        if names.get(named.table) == collation:
+            # Converted by an earlier run that stopped half way: converting again would
+            # also reset the collation of the active-name column made after this step.
+            continue
         op.execute(f"ALTER TABLE {named.table} CONVERT TO CHARACTER SET utf8mb4")
         # TIMESTAMP NULL DEFAULT NULL: older servers made the first TIMESTAMP column
         # NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP.

@@ -1,0 +1,1 @@
+"""Integration tests against real outside programs (an identity provider, `hutch serve`)."""
