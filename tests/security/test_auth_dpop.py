@@ -18,9 +18,9 @@ import pytest
 
 from hutch.jose import json_bytes, sign_compact
 from hutch.signing import generate_jwks
-from tests import test_auth_tokens as tokens
 from tests.helpers import DROP, Api, IdP
-from tests.test_auth_tokens import assert_challenge, assert_no_leak, b64, private_key
+from tests.security import test_auth_tokens as tokens
+from tests.security.test_auth_tokens import assert_challenge, assert_no_leak, b64, private_key
 
 # The token tests' module-scoped apps and the victim's profile: refusals change
 # nothing, so one app per configuration and backend serves the whole module.
