@@ -16,7 +16,7 @@ import pytest
 
 from hutch.settings import ConfigError
 from tests.helpers import IdP
-from tests.test_auth_tokens import accepted, assert_challenge, bearer
+from tests.security.test_auth_tokens import accepted, assert_challenge, bearer
 
 
 class Provider:
