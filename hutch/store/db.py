@@ -43,7 +43,7 @@ def create_db_engine(settings: DatabaseSettings) -> Engine:
         kwargs["isolation_level"] = "READ COMMITTED"
     elif backend == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": 5}
-    return create_engine(url, **kwargs)
+    return create_engine(url, hide_parameters=True, **kwargs)
 
 
 def _sqlite_engine(url, settings: DatabaseSettings) -> Engine:
@@ -54,7 +54,8 @@ def _sqlite_engine(url, settings: DatabaseSettings) -> Engine:
     else:
         kwargs["pool_size"] = settings.pool_size
         kwargs["max_overflow"] = settings.pool_size
-    engine = create_engine(url, **kwargs)
+    # hide_parameters: bound values (ciphertext, subs) never reach a log or an error text.
+    engine = create_engine(url, hide_parameters=True, **kwargs)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -72,8 +73,10 @@ def _sqlite_engine(url, settings: DatabaseSettings) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection):
-        readonly = conn.get_execution_options().get("hutch_readonly", False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        # Reads are single statements: SQLite runs each as its own consistent snapshot,
+        # so they need no BEGIN (and no COMMIT).
+        if not conn.get_execution_options().get("hutch_readonly", False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -87,10 +90,9 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A connection for one read-only statement (no explicit transaction on SQLite)."""
         with self.engine.connect() as conn:
-            conn = conn.execution_options(hutch_readonly=True)
-            with conn.begin():
-                yield conn
+            yield conn.execution_options(hutch_readonly=True)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

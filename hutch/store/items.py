@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Table, delete, insert, literal, select, update
+from sqlalchemy import Column, String, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hutch.errors import NotFound, ProfileNotSet, ValidationFailed
 from hutch.store import safes
 from hutch.store.db import Database
-from hutch.store.profiles import active as active_profile
+from hutch.store.profiles import ACTIVE as ACTIVE_PROFILE
 from hutch.store.schema import Epoch, coin, profile, safe, safe_key
 
 
@@ -49,29 +49,57 @@ COINS = ItemKind(
 
 
 class Items:
+    """The items of one kind; every statement is built once, here."""
+
     def __init__(self, db: Database, kind: ItemKind):
         self.db = db
         self.kind = kind
-        self._columns = [kind.table.c[column] for _, column in kind.shape]
+        table, sc = kind.table, safe.c
+        name, deleted, ident = kind.col("name"), kind.col("deleted"), kind.col("id")
+        owned = table.c.hs_id.in_(safes.ACTIVE_IDS.scalar_subquery())
+        columns = [table.c[column] for _, column in kind.shape]
+        mutable = kind.mutable
+
+        def lookup(named: bool):
+            """One query: the profile, LEFT JOIN the safe, LEFT JOIN its item(s)."""
+            condition = deleted == 0
+            if named:
+                condition &= name == bindparam("name")
+            joined = profile.outerjoin(
+                safe, (sc.hp_id == profile.c.hp_id) & (sc.hs_name == bindparam("safe"))
+                & (sc.hs_deleted == 0),
+            ).outerjoin(table, (table.c.hs_id == sc.hs_id) & condition)
+            return (select(*columns, profile.c.hp_sign_kid, sc.hs_id, ident)
+                    .select_from(joined).where(ACTIVE_PROFILE).order_by(ident))
+
+        self._list = lookup(named=False)
+        self._get = lookup(named=True).limit(1)
+        self._taken = select(ident).where(owned, name == bindparam("name"), deleted == 0).limit(1)
+        self._insert = insert(table).from_select(
+            [table.c.hs_id, name, *mutable.values(), deleted, kind.col("last_updated")],
+            select(sc.hs_id, bindparam("name", type_=String()),
+                   *(bindparam(f"v_{wire}", type_=column.type) for wire, column in mutable.items()),
+                   bindparam("deleted", 0), bindparam("now", type_=Epoch()))
+            .join(profile, profile.c.hp_id == sc.hp_id)
+            .where(ACTIVE_PROFILE, sc.hs_name == bindparam("safe"), sc.hs_deleted == 0)
+            .limit(1),
+        )
+        self._update = (
+            update(table).where(owned, name == bindparam("name"), deleted == 0)
+            .values({column: bindparam(f"v_{wire}") for wire, column in mutable.items()}
+                    | {kind.col("last_updated"): bindparam("now")})
+        )
+        self._delete = delete(table).where(owned, name == bindparam("name"))
 
     def _shape(self, row) -> dict[str, Any]:
         return {wire: row[i] for i, (wire, _) in enumerate(self.kind.shape)}
 
-    def _lookup(self, sub: str, safe_name: str, name: str | None):
-        """One query: profile, LEFT JOIN the safe, LEFT JOIN its item(s)."""
-        kind, sc = self.kind, safe.c
-        condition = kind.col("deleted") == 0
-        if name is not None:
-            condition &= kind.col("name") == name
-        joined = profile.outerjoin(
-            safe, (sc.hp_id == profile.c.hp_id) & (sc.hs_name == safe_name) & (sc.hs_deleted == 0)
-        ).outerjoin(kind.table, (kind.table.c.hs_id == sc.hs_id) & condition)
-        return (select(*self._columns, profile.c.hp_sign_kid, sc.hs_id, kind.col("id"))
-                .select_from(joined).where(active_profile(sub)).order_by(kind.col("id")))
+    def _values(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {f"v_{wire}": data.get(wire) for wire in self.kind.mutable}
 
     def list_all(self, sub: str, safe_name: str) -> tuple[str | None, list[dict[str, Any]]]:
         with self.db.read() as conn:
-            rows = conn.execute(self._lookup(sub, safe_name, None)).all()
+            rows = conn.execute(self._list, {"sub": sub, "safe": safe_name}).all()
         if not rows:
             raise ProfileNotSet()
         if rows[0].hs_id is None:
@@ -80,7 +108,7 @@ class Items:
 
     def get(self, sub: str, safe_name: str, name: str) -> tuple[str | None, dict[str, Any]]:
         with self.db.read() as conn:
-            row = conn.execute(self._lookup(sub, safe_name, name).limit(1)).first()
+            row = conn.execute(self._get, {"sub": sub, "safe": safe_name, "name": name}).first()
         if row is None:
             raise ProfileNotSet()
         if row[-1] is None:
@@ -95,57 +123,37 @@ class Items:
             self.get(sub, safe_name, name)
 
     def name_taken(self, sub: str, safe_name: str, name: str) -> bool:
-        query = self._owned(sub, safe_name, select(self.kind.col("id"))).where(
-            self.kind.col("name") == name, self.kind.col("deleted") == 0).limit(1)
         with self.db.read() as conn:
-            return conn.execute(query).first() is not None
-
-    def _owned(self, sub: str, safe_name: str, query):
-        return query.where(self.kind.table.c.hs_id.in_(
-            safes.active_ids(sub, safe_name).scalar_subquery()))
+            found = conn.execute(self._taken, {"sub": sub, "safe": safe_name, "name": name})
+            return found.first() is not None
 
     def create(self, sub: str, safe_name: str, data: dict[str, Any], now: int) -> None:
-        kind, sc = self.kind, safe.c
-        mutable = kind.mutable
-        source = (
-            select(sc.hs_id, literal(data["name"]),
-                   *(literal(data.get(wire), column.type) for wire, column in mutable.items()),
-                   literal(0), literal(now, Epoch()))
-            .join(profile, profile.c.hp_id == sc.hp_id)
-            .where(active_profile(sub), sc.hs_name == safe_name, sc.hs_deleted == 0)
-            .limit(1)
-        )
-        target = [kind.table.c.hs_id, kind.col("name"), *mutable.values(), kind.col("deleted"),
-                  kind.col("last_updated")]
+        params = {"sub": sub, "safe": safe_name, "name": data["name"], "now": now,
+                  **self._values(data)}
         try:
             with self.db.write() as conn:
-                inserted = conn.execute(insert(kind.table).from_select(target, source)).rowcount
+                inserted = conn.execute(self._insert, params).rowcount
         except IntegrityError:
             self.locate(sub, safe_name)  # the safe may have gone meanwhile
-            raise ValidationFailed([kind.duplicate_message]) from None
+            raise ValidationFailed([self.kind.duplicate_message]) from None
         if not inserted:
             self.locate(sub, safe_name)
             raise NotFound()
 
     def update_one(self, sub: str, safe_name: str, name: str, data: dict[str, Any],
                    now: int) -> None:
-        kind = self.kind
-        values = {column.key: data.get(wire) for wire, column in kind.mutable.items()}
-        values[kind.col("last_updated").key] = now
-        statement = self._owned(sub, safe_name, update(kind.table)).where(
-            kind.col("name") == name, kind.col("deleted") == 0)
+        params = {"sub": sub, "safe": safe_name, "name": name, "now": now,
+                  **self._values(data)}
         with self.db.write() as conn:
-            changed = conn.execute(statement.values(values)).rowcount
+            changed = conn.execute(self._update, params).rowcount
         if not changed:
             self.locate(sub, safe_name, name)
             raise NotFound()
 
     def delete_one(self, sub: str, safe_name: str, name: str) -> None:
-        kind = self.kind
-        statement = self._owned(sub, safe_name, delete(kind.table)).where(
-            kind.col("name") == name)
         with self.db.write() as conn:
-            removed = conn.execute(statement).rowcount
+            removed = conn.execute(self._delete, {"sub": sub, "safe": safe_name,
+                                                  "name": name}).rowcount
         if not removed:
             self.locate(sub, safe_name, name)
             raise NotFound()

@@ -1,10 +1,14 @@
-"""Profiles: one active profile per token ``sub`` (HUTCH-API.md §7.1, §8)."""
+"""Profiles: one active profile per token ``sub`` (HUTCH-API.md §7.1, §8).
+
+Statements are built once, with bind parameters: building SQLAlchemy
+expressions per request costs more than running them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hutch.store.db import Database
@@ -14,17 +18,28 @@ p = profile.c
 FIELDS = {"name": p.hp_name, "message": p.hp_message, "picture": p.hp_picture,
           "sign_kid": p.hp_sign_kid}
 
+#: WHERE clause of the caller's active profile; bind ``sub``.
+ACTIVE = (p.hp_sub == bindparam("sub")) & (p.hp_deleted == 0)
 
-def active(sub: str):
-    """The WHERE clause of the caller's active profile."""
-    return (p.hp_sub == sub) & (p.hp_deleted == 0)
+_FIND = (select(p.hp_name, p.hp_message, p.hp_picture, p.hp_sign_kid, p.hp_last_updated)
+         .where(ACTIVE).order_by(p.hp_id).limit(1))
+_VALUES = {column: bindparam(f"v_{column.key}") for column in
+           (*FIELDS.values(), p.hp_last_updated)}
+_UPDATE = update(profile).where(ACTIVE).values(_VALUES)
+_INSERT = insert(profile).values({p.hp_sub: bindparam("sub"), p.hp_deleted: 0, **_VALUES})
+_IDS = select(p.hp_id).where(p.hp_sub == bindparam("sub")).scalar_subquery()
+_SAFE_IDS = select(safe.c.hs_id).where(safe.c.hp_id.in_(_IDS)).scalar_subquery()
+_DELETE_ALL = (
+    delete(coin).where(coin.c.hs_id.in_(_SAFE_IDS)),
+    delete(safe_key).where(safe_key.c.hs_id.in_(_SAFE_IDS)),
+    delete(safe).where(safe.c.hp_id.in_(_IDS)),
+    delete(profile).where(p.hp_sub == bindparam("sub")),
+)
 
 
 def find(db: Database, sub: str) -> dict[str, Any] | None:
-    query = (select(p.hp_name, p.hp_message, p.hp_picture, p.hp_sign_kid, p.hp_last_updated)
-             .where(active(sub)).order_by(p.hp_id).limit(1))
     with db.read() as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(_FIND, {"sub": sub}).first()
     if row is None:
         return None
     return {"name": row[0], "message": row[1], "picture": row[2], "sign_kid": row[3],
@@ -33,14 +48,14 @@ def find(db: Database, sub: str) -> dict[str, Any] | None:
 
 def save(db: Database, sub: str, data: dict[str, Any], now: int) -> None:
     """Full replacement of the active profile, created when missing (upsert)."""
-    values = {column.key: data.get(name) for name, column in FIELDS.items()}
-    values["hp_last_updated"] = now
+    params = {f"v_{column.key}": data.get(name) for name, column in FIELDS.items()}
+    params["v_hp_last_updated"] = now
+    params["sub"] = sub
     for attempt in range(2):
         try:
             with db.write() as conn:
-                changed = conn.execute(update(profile).where(active(sub)).values(values)).rowcount
-                if not changed:
-                    conn.execute(insert(profile).values(hp_sub=sub, hp_deleted=0, **values))
+                if not conn.execute(_UPDATE, params).rowcount:
+                    conn.execute(_INSERT, params)
             return
         except IntegrityError:
             # A concurrent PUT created the profile first (unique active sub): update it.
@@ -51,9 +66,5 @@ def save(db: Database, sub: str, data: dict[str, Any], now: int) -> None:
 def delete_all(db: Database, sub: str) -> None:
     """Remove every profile row of ``sub`` with its safes, keys and coins (§13.13)."""
     with db.write() as conn:
-        profile_ids = select(p.hp_id).where(p.hp_sub == sub).scalar_subquery()
-        safe_ids = select(safe.c.hs_id).where(safe.c.hp_id.in_(profile_ids)).scalar_subquery()
-        conn.execute(delete(coin).where(coin.c.hs_id.in_(safe_ids)))
-        conn.execute(delete(safe_key).where(safe_key.c.hs_id.in_(safe_ids)))
-        conn.execute(delete(safe).where(safe.c.hp_id.in_(profile_ids)))
-        conn.execute(delete(profile).where(p.hp_sub == sub))
+        for statement in _DELETE_ALL:
+            conn.execute(statement, {"sub": sub})

@@ -1,19 +1,19 @@
 """Safes of the caller's active profile (HUTCH-API.md §7.2, §8).
 
 Each operation is one transaction and, on the happy path, one statement that
-resolves the profile and the safe together.
+resolves the profile and the safe together. Statements are built once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, literal, select, update
+from sqlalchemy import String, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hutch.errors import NotFound, ProfileNotSet, ValidationFailed
 from hutch.store.db import Database
-from hutch.store.profiles import active as active_profile
+from hutch.store.profiles import ACTIVE as ACTIVE_PROFILE
 from hutch.store.schema import Epoch, coin, profile, safe, safe_key
 
 s = safe.c
@@ -22,6 +22,38 @@ FIELDS = {"display_name": s.hs_display_name, "enc_type": s.hs_enc_type,
           "alg_type": s.hs_alg_type}
 _COLUMNS = (s.hs_name, s.hs_display_name, s.hs_enc_type, s.hs_alg_type, s.hs_last_updated)
 
+#: Subquery: the id of the caller's active safe; bind ``sub`` and ``safe``.
+ACTIVE_IDS = (select(s.hs_id).join(profile, profile.c.hp_id == s.hp_id)
+              .where(ACTIVE_PROFILE, s.hs_name == bindparam("safe"), s.hs_deleted == 0))
+
+
+def _joined(named: bool):
+    condition = (s.hp_id == profile.c.hp_id) & (s.hs_deleted == 0)
+    if named:
+        condition &= s.hs_name == bindparam("safe")
+    return (select(profile.c.hp_sign_kid, s.hs_id, *_COLUMNS)
+            .select_from(profile.outerjoin(safe, condition))
+            .where(ACTIVE_PROFILE).order_by(s.hs_id))
+
+
+_LIST = _joined(named=False)
+_GET = _joined(named=True).limit(1)
+_PROFILE_ID = select(profile.c.hp_id).where(ACTIVE_PROFILE).limit(1)
+_TAKEN = ACTIVE_IDS.limit(1)
+_INSERT = insert(safe).from_select(
+    [s.hp_id, s.hs_name, *FIELDS.values(), s.hs_deleted, s.hs_last_updated],
+    select(profile.c.hp_id, bindparam("name", type_=String()),
+           *(bindparam(f"v_{key}", type_=column.type) for key, column in FIELDS.items()),
+           bindparam("deleted", 0), bindparam("now", type_=Epoch()))
+    .where(ACTIVE_PROFILE).limit(1),
+)
+_UPDATE = (update(safe).where(s.hs_id.in_(ACTIVE_IDS.scalar_subquery()))
+           .values({column: bindparam(f"v_{key}") for key, column in FIELDS.items()}
+                   | {s.hs_last_updated: bindparam("now")}))
+_DELETE_CHILDREN = (delete(coin).where(coin.c.hs_id.in_(bindparam("ids", expanding=True))),
+                    delete(safe_key).where(safe_key.c.hs_id.in_(bindparam("ids", expanding=True))),
+                    delete(safe).where(s.hs_id.in_(bindparam("ids", expanding=True))))
+
 
 def _shape(row) -> dict[str, Any]:
     return {"name": row.hs_name, "display_name": row.hs_display_name,
@@ -29,37 +61,21 @@ def _shape(row) -> dict[str, Any]:
             "last_updated": row.hs_last_updated}
 
 
-def _profile_join(sub: str, name: str | None = None):
-    """FROM h_profile LEFT JOIN h_safe (of that name, if given), for the caller."""
-    condition = (s.hp_id == profile.c.hp_id) & (s.hs_deleted == 0)
-    if name is not None:
-        condition &= s.hs_name == name
-    return profile.outerjoin(safe, condition), active_profile(sub)
-
-
-def active_ids(sub: str, name: str):
-    """Subquery: id of the caller's active safe ``name``."""
-    return (select(s.hs_id).join(profile, profile.c.hp_id == s.hp_id)
-            .where(active_profile(sub), s.hs_name == name, s.hs_deleted == 0))
+def _values(data: dict[str, Any]) -> dict[str, Any]:
+    return {f"v_{key}": data.get(key) for key in FIELDS}
 
 
 def list_all(db: Database, sub: str) -> tuple[str | None, list[dict[str, Any]]]:
-    joined, where = _profile_join(sub)
-    query = (select(profile.c.hp_sign_kid, s.hs_id, *_COLUMNS).select_from(joined)
-             .where(where).order_by(s.hs_id))
     with db.read() as conn:
-        rows = conn.execute(query).all()
+        rows = conn.execute(_LIST, {"sub": sub}).all()
     if not rows:
         raise ProfileNotSet()
     return rows[0].hp_sign_kid, [_shape(row) for row in rows if row.hs_id is not None]
 
 
 def get(db: Database, sub: str, name: str) -> tuple[str | None, dict[str, Any]]:
-    joined, where = _profile_join(sub, name)
-    query = (select(profile.c.hp_sign_kid, s.hs_id, *_COLUMNS).select_from(joined)
-             .where(where).order_by(s.hs_id).limit(1))
     with db.read() as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(_GET, {"sub": sub, "safe": name}).first()
     if row is None:
         raise ProfileNotSet()
     if row.hs_id is None:
@@ -74,29 +90,21 @@ def locate(db: Database, sub: str, name: str) -> None:
 
 def require_profile(db: Database, sub: str) -> None:
     with db.read() as conn:
-        found = conn.execute(select(profile.c.hp_id).where(active_profile(sub)).limit(1)).first()
-    if found is None:
-        raise ProfileNotSet()
+        if conn.execute(_PROFILE_ID, {"sub": sub}).first() is None:
+            raise ProfileNotSet()
 
 
 def name_taken(db: Database, sub: str, name: str) -> bool:
     with db.read() as conn:
-        return conn.execute(active_ids(sub, name).limit(1)).first() is not None
+        return conn.execute(_TAKEN, {"sub": sub, "safe": name}).first() is not None
 
 
 def create(db: Database, sub: str, data: dict[str, Any], now: int) -> None:
     """Insert the safe under the caller's profile; 403 without one, 400 on a duplicate."""
-    source = select(
-        profile.c.hp_id,
-        literal(data["name"]),
-        *(literal(data.get(key), column.type) for key, column in FIELDS.items()),
-        literal(0),
-        literal(now, Epoch()),
-    ).where(active_profile(sub)).limit(1)
-    target = [s.hp_id, s.hs_name, *FIELDS.values(), s.hs_deleted, s.hs_last_updated]
+    params = {"sub": sub, "name": data["name"], "now": now, **_values(data)}
     try:
         with db.write() as conn:
-            inserted = conn.execute(insert(safe).from_select(target, source)).rowcount
+            inserted = conn.execute(_INSERT, params).rowcount
     except IntegrityError:
         # The unique index on active names decides between concurrent writers (§13.15).
         raise ValidationFailed([DUPLICATE]) from None
@@ -105,13 +113,9 @@ def create(db: Database, sub: str, data: dict[str, Any], now: int) -> None:
 
 
 def update_one(db: Database, sub: str, name: str, data: dict[str, Any], now: int) -> None:
-    values = {column.key: data.get(key) for key, column in FIELDS.items()}
-    values["hs_last_updated"] = now
+    params = {"sub": sub, "safe": name, "now": now, **_values(data)}
     with db.write() as conn:
-        changed = conn.execute(
-            update(safe).where(s.hs_id.in_(active_ids(sub, name).scalar_subquery()))
-            .values(values)
-        ).rowcount
+        changed = conn.execute(_UPDATE, params).rowcount
     if not changed:
         locate(db, sub, name)
         raise NotFound()
@@ -120,11 +124,10 @@ def update_one(db: Database, sub: str, name: str, data: dict[str, Any], now: int
 def delete_one(db: Database, sub: str, name: str) -> None:
     """Remove the safe with its keys and coins (the ciphertext goes too, §13.13)."""
     with db.write() as conn:
-        ids = conn.execute(active_ids(sub, name)).scalars().all()
+        ids = conn.execute(ACTIVE_IDS, {"sub": sub, "safe": name}).scalars().all()
         if ids:
-            conn.execute(delete(coin).where(coin.c.hs_id.in_(ids)))
-            conn.execute(delete(safe_key).where(safe_key.c.hs_id.in_(ids)))
-            conn.execute(delete(safe).where(s.hs_id.in_(ids)))
+            for statement in _DELETE_CHILDREN:
+                conn.execute(statement, {"ids": ids})
     if not ids:
         locate(db, sub, name)
         raise NotFound()
