@@ -93,6 +93,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import DBAPIError
+
     from hutch import create_app
     from hutch.extensions import warn_stale_sign_kids
     from hutch.server import serve
@@ -110,7 +112,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "provider.")
     app = create_app(settings)
     ext = app.extensions["hutch"]
-    if not migrate.is_current(ext.db.engine):
+    try:
+        current = migrate.is_current(ext.db.engine)
+    except DBAPIError as exc:
+        raise ConfigError(f"database.url: cannot open the database ({type(exc.orig).__name__}: "
+                          f"{exc.orig}); create it with 'hutch init'") from None
+    if not current:
         raise ConfigError("database.url: the schema is not current; run 'hutch db upgrade' "
                           "(or 'hutch init')")
     warn_stale_sign_kids(ext)

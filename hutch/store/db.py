@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -19,12 +22,16 @@ MYSQL_SQL_MODE = (
 SQLITE_BUSY_MS = 10_000
 
 
-def create_db_engine(settings: DatabaseSettings) -> Engine:
-    """An engine tuned for its backend: SQLite WAL + durable commits, strict MariaDB."""
+def create_db_engine(settings: DatabaseSettings, *, must_exist: bool = False) -> Engine:
+    """An engine tuned for its backend: SQLite WAL + durable commits, strict MariaDB.
+
+    ``must_exist``: a missing SQLite file is an error instead of a new empty
+    database (the server's engine; ``hutch init`` creates the file).
+    """
     url = make_url(settings.url)
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url, settings)
+        return _sqlite_engine(url, settings, must_exist)
     kwargs: dict = {
         "pool_size": settings.pool_size,
         "max_overflow": settings.pool_size,
@@ -37,18 +44,34 @@ def create_db_engine(settings: DatabaseSettings) -> Engine:
         kwargs["connect_args"] = {
             "init_command": f"SET time_zone = '+00:00', sql_mode = '{MYSQL_SQL_MODE}'",
             "connect_timeout": 5,
-            "read_timeout": 30,
-            "write_timeout": 30,
+            # A stalled server must give 503 soon, not hold a worker thread for long.
+            "read_timeout": 15,
+            "write_timeout": 15,
         }
         kwargs["isolation_level"] = "READ COMMITTED"
     elif backend == "postgresql":
-        kwargs["connect_args"] = {"connect_timeout": 5}
+        kwargs["connect_args"] = {
+            "connect_timeout": 5,
+            # Dead peers are noticed by TCP keepalives; slow statements are cut off.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 15000,
+            "options": "-c statement_timeout=15000",
+        }
     return create_engine(url, hide_parameters=True, **kwargs)
 
 
-def _sqlite_engine(url, settings: DatabaseSettings) -> Engine:
+def _sqlite_engine(url, settings: DatabaseSettings, must_exist: bool) -> Engine:
     memory = url.database in (None, "", ":memory:")
     kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000}}
+    if must_exist and not memory:
+        # mode=rw: if the file disappears, connections fail (503) instead of quietly
+        # creating an empty database that would keep answering after the file is back.
+        target = "file:" + quote(str(Path(url.database).absolute())) + "?mode=rw"
+        kwargs["creator"] = lambda: sqlite3.connect(
+            target, uri=True, check_same_thread=False, timeout=SQLITE_BUSY_MS / 1000)
     if memory:
         kwargs["poolclass"] = StaticPool
     else:
