@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from hutch.errors import register_error_handlers
     from hutch.extensions import build_hutch
     from hutch.http import register_http
+    from hutch.limits import limit_addresses, limit_users, trust_proxies
     from hutch.settings import load_settings
 
     settings = settings or load_settings(None)
@@ -24,7 +25,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["hutch"] = build_hutch(settings)
+    # Order matters: address limits, then the authentication gate, then per-user limits.
+    limit_addresses(app, settings.rate_limit)
     register_http(app)
+    limit_users(app, settings.rate_limit)
+    trust_proxies(app, settings.rate_limit)
     prefix = "/" + settings.api_prefix
     for blueprint in (profile.bp, safes.bp, safe_keys.bp, coins.bp):
         app.register_blueprint(blueprint, url_prefix=prefix)
@@ -34,4 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     logging.getLogger("hutch").setLevel(settings.log_level if settings.log_level != "NONE"
                                         else logging.CRITICAL + 1)
+    # At INFO, SQLAlchemy logs each statement with its bound parameters (coin data): whatever
+    # a logging configuration says, that logger stays at warnings.
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
     return app

@@ -9,6 +9,7 @@ answers without tracebacks. Auth failures get ``WWW-Authenticate``
 from __future__ import annotations
 
 import logging
+import traceback
 
 from flask import Flask, Response, current_app, json
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 NOT_FOUND_BODY = b'{"error":"resource not found","message":"no resource available at this address"}'
 RETRY_AFTER_SECONDS = 5
+RATE_LIMIT_RETRY_SECONDS = 60
 
 
 class HutchError(Exception):
@@ -131,9 +133,22 @@ def handle_hutch_error(exc: HutchError) -> Response:
     return response
 
 
+def too_many_requests(retry_after: int) -> Response:
+    """429 from the abuse limits (hutch/limits.py), with the seconds until the window resets."""
+    response = json_response(error_body(
+        "too many requests", f"rate limit exceeded; retry in {retry_after} seconds"), 429)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 def handle_http_exception(exc: HTTPException) -> Response:
     if exc.code == 404:
         return json_response(NOT_FOUND_BODY, 404)
+    if exc.code == 429:
+        # flask-limiter's RateLimitExceeded carries the answer built by too_many_requests.
+        if exc.response is not None:
+            return exc.response
+        return too_many_requests(RATE_LIMIT_RETRY_SECONDS)
     if exc.code == 413:
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
         return json_response(
@@ -159,8 +174,29 @@ def handle_unexpected(exc: Exception) -> Response:
         isinstance(exc, OperationalError) or exc.connection_invalidated
     ):
         return handle_database_error(exc)
-    log.exception("unexpected error while answering a request")
+    log.error("unexpected error while answering a request\n%s", where_from(exc))
     return json_response(error_body("server_error", "internal server error"), 500)
+
+
+def where_from(exc: BaseException) -> str:
+    """Each exception's type and frames, causes included, but never its message.
+
+    Messages can quote request data: SQLAlchemy's carry the bound parameters (coin
+    data), a KeyError its key, a decoder the bytes it choked on.
+    """
+    lines: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        kind = type(current)
+        lines.append(("" if not lines else "caused by ") + f"{kind.__module__}.{kind.__qualname__}"
+                     " (message withheld)")
+        lines += [f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}'
+                  for frame in traceback.extract_tb(current.__traceback__)]
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__)
+    return "\n".join(lines)
 
 
 def register_error_handlers(app: Flask) -> None:

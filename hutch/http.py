@@ -1,14 +1,19 @@
-"""URL handling (§2), CORS and default headers (§3), and the authentication gate (§4)."""
+"""URL handling (§2), CORS and default headers (§3), the authentication gate (§4), and
+request ids for the logs."""
 
 from __future__ import annotations
 
+import logging
+import re
+import secrets
+from contextvars import ContextVar
 from urllib.parse import unquote_to_bytes
 
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from hutch.api.common import hutch, no_content
-from hutch.errors import NOT_FOUND_BODY, json_response
+from hutch.errors import NOT_FOUND_BODY, AuthError, json_response
 
 PREFLIGHT_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
@@ -17,6 +22,64 @@ PREFLIGHT_HEADERS = {
     "Access-Control-Max-Age": "1800",
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": API_CSP,
+}
+REQUEST_ID_HEADER = "X-Request-Id"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# The id of the request this thread is answering; '-' outside a request.
+request_id: ContextVar[str] = ContextVar("hutch_request_id", default="-")
+
+
+class RequestIds:
+    """WSGI middleware: one id per request, in every log record and in ``X-Request-Id``.
+
+    A client's (or proxy's) ``X-Request-Id`` is kept when it is 1-64 characters of
+    ``[A-Za-z0-9._-]`` (nothing that could forge a log line); otherwise one is made.
+    It also adds any security header an answer lacks, should one skip ``default_headers``.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        rid = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else secrets.token_hex(12)
+        environ["hutch.request_id"] = rid
+
+        def start(status, headers, exc_info=None):
+            headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
+            present = {k.lower() for k, _ in headers}
+            headers += [(k, v) for k, v in SECURITY_HEADERS.items() if k.lower() not in present
+                        and not (k == "Content-Security-Policy" and environ.get("hutch.page"))]
+            headers.append((REQUEST_ID_HEADER, rid))
+            return start_response(status, headers, exc_info)
+
+        token = request_id.set(rid)
+        try:
+            return self.app(environ, start)
+        finally:
+            request_id.reset(token)
+
+
+def _with_request_id(factory):
+    def make_record(*args, **kwargs):
+        record = factory(*args, **kwargs)
+        record.request_id = request_id.get()
+        return record
+
+    make_record.hutch_request_id = True
+    return make_record
+
+
+def log_request_ids() -> None:
+    """Give every log record a ``request_id`` attribute, for any handler's format."""
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "hutch_request_id", False):
+        logging.setLogRecordFactory(_with_request_id(factory))
 
 
 class SegmentRouter:
@@ -66,7 +129,11 @@ def authenticate_api_requests():
     if request.method == "OPTIONS":
         return preflight()
     if is_api_path(request.path):
-        g.access = hutch().authenticator.authenticate(request)
+        try:
+            g.access = hutch().authenticator.authenticate(request)
+        except AuthError:
+            g.auth_failed = True  # counted by the failed_auth limit (hutch/limits.py)
+            raise
     return None
 
 
@@ -104,13 +171,16 @@ def default_headers(response: Response) -> Response:
     response.headers["Referrer-Policy"] = "no-referrer"
     if request.blueprint != "webapp" or response.status_code >= 400:
         response.headers["Content-Security-Policy"] = API_CSP
+    else:
+        request.environ["hutch.page"] = True  # a web app file: its scripts must run
     return response
 
 
 def register_http(app: Flask) -> None:
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False
-    app.wsgi_app = SegmentRouter(app.wsgi_app)
+    app.wsgi_app = RequestIds(SegmentRouter(app.wsgi_app))
+    log_request_ids()
     app.before_request(authenticate_api_requests)
     app.after_request(default_headers)
     app.register_error_handler(MethodNotAllowed, unrouted_method)

@@ -51,6 +51,25 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class RateLimitSettings:
+    """``[rate_limit]``: abuse limits (flask-limiter). An empty limit string means none."""
+
+    enabled: bool = True
+    storage_uri: str = "memory://"
+    # Per validated token ``sub``; none by default (see README, "Abuse limits").
+    per_user: str = ""
+    # Per client address, counting only failed authentications.
+    failed_auth: str = "60/minute"
+    # Per client address, on what needs no token: configuration, JWKS, OpenAPI, web app, OPTIONS.
+    public: str = "1200/minute"
+    # werkzeug ProxyFix x_for hops; 0 never trusts X-Forwarded-For.
+    trusted_proxies: int = 0
+    # Loopback peers are local processes, or a same-host proxy whose clients all share 127.0.0.1.
+    exempt_loopback: bool = True
+    key_prefix: str = "hutch"
+
+
+@dataclass(frozen=True)
 class Settings:
     sign_key: Path
     database: DatabaseSettings
@@ -68,6 +87,7 @@ class Settings:
     max_body_bytes: int = 17 * 1024 * 1024
     config_path: Path | None = None
     instance_path: Path | None = None
+    rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -124,6 +144,16 @@ _SECTION_KEYS: dict[str, dict[str, str]] = {
         "jwks_refresh_cooldown": "int",
         "jwks_max_age": "int",
         "startup_retries": "int",
+    },
+    "rate_limit": {
+        "enabled": "bool",
+        "storage_uri": "str",
+        "per_user": "str",
+        "failed_auth": "str",
+        "public": "str",
+        "trusted_proxies": "int",
+        "exempt_loopback": "bool",
+        "key_prefix": "str",
     },
 }
 _ENV_SKIP = {"HUTCH_CONFIG", "HUTCH_INSTANCE"}
@@ -312,6 +342,7 @@ def _build(flat: dict[str, Any], config_path: Path | None, instance: Path | None
         oidc=_oidc(flat),
         config_path=config_path,
         instance_path=instance,
+        rate_limit=_rate_limit(flat),
     )
 
 
@@ -353,6 +384,60 @@ def _oidc(flat: dict[str, Any]) -> OidcSettings:
         jwks_max_age=max_age,
         startup_retries=flat.get("oidc.startup_retries", 5),
         local_issuer_key=local_key,
+    )
+
+
+# The synchronous storages of the limits library (flask-limiter's backend).
+RATE_LIMIT_STORAGES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel",
+                       "redis+cluster", "valkey", "valkeys", "valkey+unix", "valkey+sentinel",
+                       "valkey+cluster", "memcached", "mongodb", "mongodb+srv")
+MAX_TRUSTED_PROXIES = 10
+_KEY_PREFIX = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def _limit_string(key: str, value: str) -> str:
+    """'' or 'off' for none, else limits' syntax: '600/minute', '10/second;600/hour'."""
+    from limits import parse_many
+
+    value = value.strip()
+    if value.lower() in ("", "off", "none"):
+        return ""
+    try:
+        items = parse_many(value)
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise ConfigError(f"{key}: expected a limit like '600/minute' or '10/second;600/hour' "
+                          f"(or '' for none), got {value!r}")
+    return value
+
+
+def _rate_limit(flat: dict[str, Any]) -> RateLimitSettings:
+    defaults = RateLimitSettings()
+    uri = flat.get("rate_limit.storage_uri", defaults.storage_uri).strip()
+    scheme = uri.partition("://")[0].lower() if "://" in uri else ""
+    if scheme not in RATE_LIMIT_STORAGES:
+        # The URI itself is not echoed: it may carry a password.
+        raise ConfigError("rate_limit.storage_uri: expected memory:// or a storage URI such as "
+                          f"redis://127.0.0.1:6379/0 (schemes: {', '.join(RATE_LIMIT_STORAGES)})")
+    hops = flat.get("rate_limit.trusted_proxies", defaults.trusted_proxies)
+    if not 0 <= hops <= MAX_TRUSTED_PROXIES:
+        raise ConfigError(f"rate_limit.trusted_proxies: must be between 0 and "
+                          f"{MAX_TRUSTED_PROXIES} (proxy hops in front of Hutch), got {hops}")
+    prefix = flat.get("rate_limit.key_prefix", defaults.key_prefix)
+    if not _KEY_PREFIX.match(prefix):
+        raise ConfigError("rate_limit.key_prefix: 1 to 64 characters of A-Z a-z 0-9 . _ : -")
+    return RateLimitSettings(
+        enabled=flat.get("rate_limit.enabled", defaults.enabled),
+        storage_uri=uri,
+        per_user=_limit_string("rate_limit.per_user",
+                               flat.get("rate_limit.per_user", defaults.per_user)),
+        failed_auth=_limit_string("rate_limit.failed_auth",
+                                  flat.get("rate_limit.failed_auth", defaults.failed_auth)),
+        public=_limit_string("rate_limit.public", flat.get("rate_limit.public", defaults.public)),
+        trusted_proxies=hops,
+        exempt_loopback=flat.get("rate_limit.exempt_loopback", defaults.exempt_loopback),
+        key_prefix=prefix,
     )
 
 

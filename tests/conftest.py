@@ -64,6 +64,7 @@ def make_settings(tmp_path, key_files, database_url):
     """Write a TOML config like the original CI's (§9) with overrides, and load it."""
 
     def build(oidc: dict | None = None, **top):
+        """``top`` values that are dicts become extra tables (``rate_limit={...}``)."""
         values = {
             "api_prefix": "api",
             "external_url": "http://localhost:4884/",
@@ -73,11 +74,15 @@ def make_settings(tmp_path, key_files, database_url):
             "sign_exp": 600,
         }
         values.update(top)
+        tables = {k: values.pop(k) for k in [k for k, v in values.items() if isinstance(v, dict)]}
         oidc_values = {"server_public_jwks": str(key_files["idp"]), "iss": ISSUER}
         oidc_values.update(oidc or {})
         lines = [f"{k} = {_toml(v)}" for k, v in values.items() if v is not None]
         lines += ["[database]", f"url = {_toml(database_url)}", "[oidc]"]
         lines += [f"{k} = {_toml(v)}" for k, v in oidc_values.items() if v is not None]
+        for name, table in tables.items():
+            lines += [f"[{name}]"] + [f"{k} = {_toml(v)}" for k, v in table.items()
+                                      if v is not None]
         path = tmp_path / "hutch.config"
         path.write_text("\n".join(lines) + "\n")
         return load_settings(path, environ={})
