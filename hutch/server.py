@@ -96,8 +96,8 @@ def serve(app: Flask, host: str, port: int, workers: int) -> int:
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,
         "errorlog": "-",
-        "max_requests": 10000,
-        "max_requests_jitter": 1000,
+        "max_requests": 200000,
+        "max_requests_jitter": 20000,
         "limit_request_line": 8190,
         "limit_request_field_size": 16384,
         # One control socket per user by default: two instances would take it from each other.

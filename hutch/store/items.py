@@ -56,7 +56,8 @@ class Items:
         self.kind = kind
         table, sc = kind.table, safe.c
         name, deleted, ident = kind.col("name"), kind.col("deleted"), kind.col("id")
-        owned = table.c.hs_id.in_(safes.ACTIVE_IDS.scalar_subquery())
+        # `=` a scalar subquery, not IN: MariaDB scans the whole item table for IN here.
+        owned = table.c.hs_id == safes.ACTIVE_IDS.scalar_subquery()
         columns = [table.c[column] for _, column in kind.shape]
         mutable = kind.mutable
 

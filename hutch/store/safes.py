@@ -47,7 +47,9 @@ _INSERT = insert(safe).from_select(
            bindparam("deleted", 0), bindparam("now", type_=Epoch()))
     .where(ACTIVE_PROFILE).limit(1),
 )
-_UPDATE = (update(safe).where(s.hs_id.in_(ACTIVE_IDS.scalar_subquery()))
+_UPDATE = (update(safe).where(s.hs_name == bindparam("safe"), s.hs_deleted == 0,
+                              s.hp_id == select(profile.c.hp_id).where(ACTIVE_PROFILE)
+                              .scalar_subquery())
            .values({column: bindparam(f"v_{key}") for key, column in FIELDS.items()}
                    | {s.hs_last_updated: bindparam("now")}))
 _DELETE_CHILDREN = (delete(coin).where(coin.c.hs_id.in_(bindparam("ids", expanding=True))),

@@ -1,0 +1,1 @@
+"""Load benchmark of Hutch (and optionally the original C server): ``python -m bench``."""
