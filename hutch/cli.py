@@ -25,8 +25,6 @@ def _prepare(settings: Settings, announce: bool) -> list[str]:
     from sqlalchemy.engine import make_url
 
     from hutch.instance import ensure_local_issuer, ensure_sign_key
-    from hutch.store import migrate
-    from hutch.store.db import create_db_engine
 
     created = []
     if ensure_sign_key(settings):
@@ -40,13 +38,7 @@ def _prepare(settings: Settings, announce: bool) -> list[str]:
             # Ciphertext only, but nobody else needs to read it: owner-only, like the keys.
             os.close(os.open(url.database, os.O_WRONLY | os.O_CREAT, 0o600))
             created.append(f"SQLite database {url.database}")
-    engine = create_db_engine(settings.database)
-    try:
-        before = migrate.current_revision(engine)
-        migrate.upgrade(engine)
-        after = migrate.current_revision(engine)
-    finally:
-        engine.dispose()
+    before, after = _upgrade_schema(settings)
     if before != after:
         created.append(f"database schema {before or 'empty'} -> {after}")
     if announce:
@@ -62,18 +54,22 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_db_upgrade(args: argparse.Namespace) -> int:
+def _upgrade_schema(settings: Settings) -> tuple[str | None, str | None]:
+    """Apply pending migrations; the revisions before and after."""
     from hutch.store import migrate
     from hutch.store.db import create_db_engine
 
-    settings = _settings(args)
     engine = create_db_engine(settings.database)
     try:
         before = migrate.current_revision(engine)
         migrate.upgrade(engine)
-        after = migrate.current_revision(engine)
+        return before, migrate.current_revision(engine)
     finally:
         engine.dispose()
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    before, after = _upgrade_schema(_settings(args))
     print(f"database schema at {after}" + ("" if before == after else f" (was {before})"))
     return 0
 

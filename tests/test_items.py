@@ -6,11 +6,12 @@ Both kinds follow the same story, so most tests run once per kind.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import text
+
+from tests.helpers import outcome, recent, rejected, written
 
 MAX_DATA = 16 * 1024 * 1024 - 1  # §13.9: one byte under 16 MiB, so MEDIUMBLOB holds it
 NAME_ERROR = "name must be a string of maximum 128 characters"
@@ -60,25 +61,6 @@ def safe_ready(profile_ready):
     return profile_ready
 
 
-def outcome(answer) -> tuple[int, object]:
-    """Status and body; the body is decoded only when labelled as JSON."""
-    body = answer.get_json() if answer.mimetype == "application/json" else answer.data
-    return answer.status_code, body
-
-
-def rejected(answer, *messages: str) -> None:
-    """A 400 answer: a JSON array of the given messages, in this order (§6)."""
-    assert outcome(answer) == (400, list(messages))
-
-
-def written(answer) -> bool:
-    """A successful write: 200, empty body, no Content-Type (§1)."""
-    return (answer.status_code == 200 and answer.data == b""
-            and "Content-Type" not in answer.headers)
-
-
-def recent(timestamp) -> bool:
-    return type(timestamp) is int and abs(timestamp - time.time()) <= 2
 
 
 def listed(api, kind: Kind, safe: str = "s1") -> list[dict]:

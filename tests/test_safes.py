@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from tests.helpers import outcome, recent, rejected, written
 
 NAME_ERROR = "name must be a string of maximum 128 characters"
 DUPLICATE = "name already exist for a safe"
@@ -17,25 +17,6 @@ BODIES = {"valid": {"json": {"name": "s1", "display_name": "x"}},
           "array": {"json": []}}
 
 
-def outcome(answer) -> tuple[int, object]:
-    """Status and body; the body is decoded only when labelled as JSON."""
-    body = answer.get_json() if answer.mimetype == "application/json" else answer.data
-    return answer.status_code, body
-
-
-def rejected(answer, *messages: str) -> None:
-    """A 400 answer: a JSON array of the given messages, in this order (§6)."""
-    assert outcome(answer) == (400, list(messages))
-
-
-def written(answer) -> bool:
-    """A successful write: 200, empty body, no Content-Type (§1)."""
-    return (answer.status_code == 200 and answer.data == b""
-            and "Content-Type" not in answer.headers)
-
-
-def recent(timestamp) -> bool:
-    return type(timestamp) is int and abs(timestamp - time.time()) <= 2
 
 
 def safe_names(api) -> list[str]:
