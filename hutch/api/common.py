@@ -43,7 +43,7 @@ def now() -> int:
 
 
 class _Invalid(Exception):
-    pass
+    """A JSON document we refuse: NaN/Infinity, a NUL character, a lone surrogate."""
 
 
 def _reject_constant(name: str) -> None:

@@ -7,6 +7,7 @@ definitions drive queries and the bind/result conversions per backend.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,10 +79,8 @@ def to_epoch(value: Any) -> int | None:
             value = value.replace(tzinfo=UTC)
         return int(value.timestamp())
     text = str(value).strip()
-    try:
+    with suppress(ValueError):
         return int(float(text))
-    except ValueError:
-        pass
     try:
         return to_epoch(datetime.fromisoformat(text))
     except ValueError:
