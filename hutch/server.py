@@ -98,8 +98,10 @@ def serve(app: Flask, host: str, port: int, workers: int) -> int:
         "errorlog": "-",
         "max_requests": 200000,
         "max_requests_jitter": 20000,
-        "limit_request_line": 8190,
-        "limit_request_field_size": 16384,
+        # Oversized lines and headers reach the app, which answers them with JSON (a 100 KB
+        # token gets 401, a 20 KB path 404) instead of gunicorn's HTML error page.
+        "limit_request_line": 0,  # gunicorn caps "unlimited" at 1 MiB
+        "limit_request_field_size": 256 * 1024,
         # One control socket per user by default: two instances would take it from each other.
         "control_socket_disable": True,
     }).run()

@@ -205,6 +205,18 @@ def test_no_token_is_401(server):
     assert "WWW-Authenticate" in answer.headers
 
 
+def test_oversized_token_and_path_get_json_answers_not_gunicorn_pages(server, token):
+    """gunicorn's own limits would answer HTML 400s; the app answers these itself."""
+    huge = "A" * 100_000
+    answer = server.request("GET", "/api/profile", headers={"Authorization": f"Bearer {huge}"})
+    assert answer.status_code == 401
+    assert json.loads(answer.data)["error"] == "invalid_token"
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    long_path = "/api/safe/" + "a" * 20_000
+    answer = server.request("GET", long_path, headers=auth(token))
+    assert answer.status_code in (403, 404) and json.loads(answer.data)["error"]
+
+
 def test_preflight_over_tcp(server):
     answer = server.request("OPTIONS", "/api/safe/x", headers={
         "Origin": "https://app.example", "Access-Control-Request-Method": "PUT"})
