@@ -34,6 +34,10 @@ SIGNING_ALGS = tuple(ALGORITHM_KEYS)
 MIN_RSA_BITS = 2048
 
 AnyKey = RSAKey | ECKey | OKPKey
+# Asymmetric key types only: an ``oct`` key never signs or verifies here (RFC 8725 §3.1).
+KEY_CLASSES = {"RSA": RSAKey, "EC": ECKey, "OKP": OKPKey}
+# JWK members that only a private key has.
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
 # The registry the algorithms come from; only the listed names are ever used.
 _REGISTRY = JWSRegistry(algorithms=[*SIGNING_ALGS, "ES256K"], strict_check_header=False)
@@ -55,6 +59,11 @@ def b64url_decode(data: str | bytes) -> bytes:
 
 def b64url_sha256(value: str) -> str:
     return b64url(hashlib.sha256(value.encode("ascii")).digest()).decode("ascii")
+
+
+def is_int(value: Any) -> bool:
+    """A JSON integer (NumericDate claims): not a float, a string or a boolean."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def json_bytes(value: Any) -> bytes:

@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -89,11 +90,11 @@ class Settings:
     instance_path: Path | None = None
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
 
-    @property
+    @cached_property
     def scopes(self) -> tuple[str, ...]:
         return tuple(self.hutch_scope.split())
 
-    @property
+    @cached_property
     def prefix_segments(self) -> tuple[str, ...]:
         return tuple(s for s in self.api_prefix.split("/") if s)
 

@@ -17,6 +17,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey, thumbprint
 
 from hutch.jose import (
     ALGORITHM_KEYS,
+    KEY_CLASSES,
     MIN_RSA_BITS,
     SIGNING_ALGS,
     AnyKey,
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 # Members a public JWK may carry in /jwks (§5.4); everything else stays private.
 PUBLIC_MEMBERS = ("kty", "kid", "alg", "use", "crv", "n", "e", "x", "y",
                   "x5c", "x5u", "x5t", "x5t#S256")
-_KEY_CLASSES = {"RSA": RSAKey, "EC": ECKey, "OKP": OKPKey}
 
 
 class SigningKeys:
@@ -43,6 +43,7 @@ class SigningKeys:
         self.first_kid = self.kids[0]
         self.sign_exp = sign_exp
         self.public_jwks = {"keys": [public for _, _, _, public in keys]}
+        self._warned: set[str] = set()
 
     @classmethod
     def load(cls, path: Path, sign_exp: int) -> SigningKeys:
@@ -75,7 +76,8 @@ class SigningKeys:
         """The kid that signs for a profile: its ``sign_kid``, else the first key (§13.11)."""
         if kid and kid in self._keys:
             return kid
-        if kid:
+        if kid and kid not in self._warned:  # once per kid: this runs on every request
+            self._warned.add(kid)
             log.warning("sign_kid %r is not in the signing JWKS; signing with %r",
                         kid, self.first_kid)
         return self.first_kid
@@ -103,7 +105,7 @@ def _check_key(jwk_dict: Any, where: str) -> tuple[str, str, AnyKey, dict[str, A
         raise ConfigError(f"{where} ({kid}): symmetric keys cannot sign responses")
     if alg not in SIGNING_ALGS:
         raise ConfigError(f"{where} ({kid}): alg must be one of {', '.join(SIGNING_ALGS)}")
-    cls = _KEY_CLASSES.get(kty)
+    cls = KEY_CLASSES.get(kty)
     if cls is None:
         raise ConfigError(f"{where} ({kid}): unsupported kty {kty!r}")
     try:

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Response, current_app, g, request
 
 from hutch.auth import Authenticator
+from hutch.errors import ValidationFailed
 from hutch.settings import Settings
 from hutch.signing import SigningKeys
 from hutch.store.db import Database
@@ -109,8 +110,6 @@ def validated(schema_name: str, precheck, duplicate=None) -> dict[str, Any]:
     ``duplicate(name)`` returns the duplicate message when a valid name is taken,
     so every problem is reported at once, in field order (§6).
     """
-    from hutch.errors import ValidationFailed
-
     data, problems = hutch().schemas[schema_name].check(json_body())
     if problems:
         precheck()

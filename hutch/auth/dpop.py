@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from joserfc.jwk import ECKey, OKPKey, RSAKey, thumbprint
+from joserfc.jwk import thumbprint
 
 from hutch.errors import AuthError
 from hutch.jose import (
     ALGORITHM_KEYS,
     ES256K,
+    KEY_CLASSES,
     MIN_RSA_BITS,
+    PRIVATE_MEMBERS,
     b64url_decode,
     b64url_sha256,
+    is_int,
     key_fits,
     verify_compact,
 )
@@ -22,8 +25,6 @@ DPOP_ALGS = tuple(ALGORITHM_KEYS) + tuple(ES256K)
 DEFAULT_MAX_AGE = 300
 MAX_PROOF_BYTES = 8 * 1024
 MAX_JTI_BYTES = 256
-PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
-_KEY_CLASSES = {"RSA": RSAKey, "EC": ECKey, "OKP": OKPKey}
 _ALL_KEYS = {**ALGORITHM_KEYS, **ES256K}
 
 
@@ -44,9 +45,6 @@ def _segment(value: str) -> dict[str, Any]:
         raise _invalid("The DPoP proof is not a JWS")
     return decoded
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def verify_proof(
@@ -79,7 +77,7 @@ def verify_proof(
     jwk = header.get("jwk")
     if not isinstance(jwk, dict) or any(m in jwk for m in PRIVATE_MEMBERS):
         raise _invalid("The DPoP proof jwk must be a public key")
-    cls = _KEY_CLASSES.get(jwk.get("kty"))
+    cls = KEY_CLASSES.get(jwk.get("kty"))
     if cls is None:
         raise _invalid("The DPoP proof jwk type is not allowed")
     try:
@@ -106,7 +104,7 @@ def verify_proof(
     if claims.get("htu") != htu:
         raise _invalid("The DPoP proof htu does not match the request URL")
     iat = claims.get("iat")
-    if not _is_int(iat) or iat > now + leeway:
+    if not is_int(iat) or iat > now + leeway:
         raise _invalid("The DPoP proof iat is in the future")
     if iat < now - max_age:
         raise _invalid("The DPoP proof is too old")

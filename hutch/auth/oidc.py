@@ -17,17 +17,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
-from joserfc.jwk import ECKey, OKPKey, RSAKey
-
 from hutch.errors import AuthError
-from hutch.jose import AnyKey
+from hutch.jose import KEY_CLASSES, PRIVATE_MEMBERS, AnyKey
 from hutch.settings import ConfigError, OidcSettings
 
 log = logging.getLogger(__name__)
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 FETCH_TIMEOUT = 10
-_KEY_CLASSES = {"RSA": RSAKey, "EC": ECKey, "OKP": OKPKey}
 
 
 class KeySource(Protocol):
@@ -44,10 +41,10 @@ def parse_jwks(data: Any, where: str) -> list[AnyKey]:
     for entry in data["keys"]:
         if not isinstance(entry, dict):
             continue
-        cls = _KEY_CLASSES.get(entry.get("kty"))
+        cls = KEY_CLASSES.get(entry.get("kty"))
         if cls is None or entry.get("use", "sig") != "sig":
             continue  # RFC 8725 §3.1: never verify with an HMAC key or an encryption key.
-        public = {k: v for k, v in entry.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
+        public = {k: v for k, v in entry.items() if k not in PRIVATE_MEMBERS}
         try:
             keys.append(cls.import_key(public))
         except Exception as exc:  # noqa: BLE001 - one bad key must not hide the others

@@ -17,7 +17,7 @@ from typing import Any
 
 from hutch.auth.oidc import KeySource
 from hutch.errors import AuthError
-from hutch.jose import ALGORITHM_KEYS, ES256K, b64url_decode, key_fits, verify_compact
+from hutch.jose import ALGORITHM_KEYS, ES256K, b64url_decode, is_int, key_fits, verify_compact
 from hutch.settings import OidcSettings
 
 MAX_TOKEN_BYTES = 16 * 1024
@@ -40,9 +40,6 @@ class AccessToken:
 def _invalid(description: str) -> AuthError:
     return AuthError("invalid_token", description)
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _decode_json(segment: str, what: str) -> dict[str, Any]:
@@ -132,11 +129,11 @@ class TokenValidator:
         if not isinstance(iss, str) or not iss or iss != self._keys.issuer:
             raise _invalid("The access token issuer is not trusted")
         exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
-        if not _is_int(exp) or exp <= now - leeway:
+        if not is_int(exp) or exp <= now - leeway:
             raise _invalid("The access token is expired")
-        if not _is_int(iat) or iat > now + leeway:
+        if not is_int(iat) or iat > now + leeway:
             raise _invalid("The access token iat is invalid")
-        if nbf is not None and (not _is_int(nbf) or nbf > now + leeway):
+        if nbf is not None and (not is_int(nbf) or nbf > now + leeway):
             raise _invalid("The access token is not valid yet")
         sub = claims.get("sub")
         too_long = isinstance(sub, str) and len(sub.encode("utf-8", "replace")) > MAX_SUB_BYTES

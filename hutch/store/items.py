@@ -7,6 +7,7 @@ both, configured by an ``ItemKind``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Column, String, Table, bindparam, delete, insert, select, update
@@ -29,7 +30,7 @@ class ItemKind:
     def col(self, suffix: str) -> Column:
         return self.table.c[f"{self.prefix}_{suffix}"]
 
-    @property
+    @cached_property
     def mutable(self) -> dict[str, Column]:
         fixed = ("name", "last_updated")
         return {wire: self.table.c[column] for wire, column in self.shape if wire not in fixed}

@@ -108,7 +108,9 @@ def create(db: Database, sub: str, data: dict[str, Any], now: int) -> None:
         with db.write() as conn:
             inserted = conn.execute(_INSERT, params).rowcount
     except IntegrityError:
-        # The unique index on active names decides between concurrent writers (§13.15).
+        # The unique index on active names decides between concurrent writers (§13.15);
+        # a profile deleted meanwhile fails the foreign key instead: that is a 403.
+        require_profile(db, sub)
         raise ValidationFailed([DUPLICATE]) from None
     if not inserted:
         raise ProfileNotSet()
