@@ -211,7 +211,7 @@ class HutchTarget(Target):
                 "--workers", str(self.n_workers)]
 
     def workers(self) -> list[int]:
-        # gunicorn's arbiter is the `hutch serve` process itself; workers are its children.
+        # granian's main process is the `hutch serve` process itself; workers are its children.
         return [pid for pid in proc.descendants(self.root_pid) if pid != self.root_pid]
 
 

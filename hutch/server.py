@@ -1,108 +1,176 @@
-"""``hutch serve``: gunicorn embedded, draining gracefully on SIGTERM and SIGINT."""
+"""``hutch serve``: the app under granian (HTTP in Rust, the app in forked workers),
+draining gracefully on SIGTERM and SIGINT."""
 
 from __future__ import annotations
 
 import logging
-import re
+import multiprocessing.util
+import sys
+import threading
+import time
+from typing import Any
 
 from flask import Flask
-from gunicorn.app.base import BaseApplication
-from gunicorn.arbiter import Arbiter
-
-from hutch.errors import where_from
+from granian import Granian
+from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
 
 GRACEFUL_TIMEOUT = 30
 # Every line says which request it belongs to (hutch/http.py RequestIds).
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
-# The path only: a query string may carry what a client should not have sent.
-ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'
-_QUOTED = re.compile(r"""(['"]).*""", re.DOTALL)
-_QUERY = re.compile(r"\?\S*")
-
-
-class WithholdRequestText(logging.Filter):
-    """gunicorn's own log quotes what it could not parse, and the URI of a request that
-    failed: a malformed ``Authorization`` line or a token in a query string would be
-    written out. Keep the kind of error; drop the quote, the query and the message."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message.startswith("Invalid request from ip="):
-            message = _QUOTED.sub("[withheld]", message)
-        elif message.startswith("Error handling request"):
-            message = _QUERY.sub("", message)
-            if record.exc_info and record.exc_info[1] is not None:
-                message += "\n" + where_from(record.exc_info[1])
-                record.exc_info = None
-                record.exc_text = None
-        else:
-            return True
-        record.msg, record.args = message, ()
-        return True
+#: Python threads per worker that run requests. The app is CPU-bound on SQLite
+#: (more threads only queue on the GIL) and waits on the network for MariaDB and
+#: PostgreSQL; four cover both (bench/RESULTS.md).
+THREADS_PER_WORKER = 4
+#: Requests a worker takes on at once; more wait, cheaply, in the Rust side.
+BACKPRESSURE_PER_WORKER = 64
+#: Request line plus headers: a 100 KB token still reaches the app (JSON 401).
+MAX_HEAD_BYTES = 512 * 1024
 
 
 def configure_logging() -> None:
-    """Request ids on the root handlers; gunicorn's quotes of request text withheld."""
+    """Request ids on the root handlers (granian's own loggers propagate to them)."""
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    error_log = logging.getLogger("gunicorn.error")
-    if not any(isinstance(f, WithholdRequestText) for f in error_log.filters):
-        error_log.addFilter(WithholdRequestText())
 
 
-class DrainingArbiter(Arbiter):
-    """SIGINT drains like SIGTERM (gunicorn's default SIGINT stops at once)."""
-
-    def handle_int(self):
-        self.handle_term()
-
-
-class HutchServer(BaseApplication):
-    def __init__(self, app: Flask, options: dict):
-        self.application = app
-        self.options = options
-        super().__init__()
-
-    def load_config(self):
-        for key, value in self.options.items():
-            if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
-                self.cfg.set(key, value)
-
-    def load(self):
-        return self.application
-
-    def run(self):
-        DrainingArbiter(self).run()
+# granian configures logging again in every worker: route its loggers to the root
+# handlers configured above instead of its own stdout handlers.
+_GRANIAN_LOGGING: dict[str, Any] = {
+    "loggers": {
+        "_granian": {"handlers": [], "propagate": True, "level": "INFO"},
+        "granian.access": {"handlers": [], "propagate": True, "level": "INFO"},
+    },
+}
 
 
-def _post_fork(_server, worker) -> None:
-    # The app was built in the master: each worker opens its own connections.
-    worker.app.application.extensions["hutch"].db.engine.dispose(close=False)
+access_log = logging.getLogger("hutch.access")
+#: Access lines reach stdout in batches, at most this late.
+ACCESS_FLUSH_SECONDS = 0.5
+
+
+class BatchedHandler(logging.StreamHandler):
+    """A stream handler that writes its lines in batches from a background thread.
+
+    One write per request costs far more than formatting the line: the request
+    thread gives up the GIL for the system call and queues to get it back. Lines
+    are written at most ``ACCESS_FLUSH_SECONDS`` late, and at the worker's exit.
+    """
+
+    def __init__(self, stream=None):
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._flusher: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the flusher (threads do not survive fork: call in each worker)."""
+        self._flusher = threading.Thread(target=self._flush_periodically, daemon=True,
+                                         name="hutch-access-log")
+        self._flusher.start()
+        # multiprocessing runs these at a worker's exit (atexit handlers it skips).
+        multiprocessing.util.Finalize(self, self.flush, exitpriority=10)
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with the handler's lock held
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+        except Exception:  # noqa: BLE001 - logging must never fail a request
+            self.handleError(record)
+
+    def flush(self) -> None:
+        with self.lock:
+            pending, self._pending = self._pending, []
+            if pending and self.stream is not None:
+                self.stream.write("".join(pending))
+                self.stream.flush()
+
+    def _flush_periodically(self) -> None:
+        while True:
+            time.sleep(ACCESS_FLUSH_SECONDS)
+            self.flush()
+
+
+def _install_access_log() -> BatchedHandler:
+    handler = BatchedHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    access_log.handlers[:] = [handler]
+    access_log.propagate = False
+    access_log.setLevel(logging.INFO)  # written whatever log_level says (access_log = false)
+    return handler
+
+
+def _printable(text: str) -> str:
+    """A decoded path can hold CR/LF (%0A): escape it so it cannot forge a log line."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+class AccessLog:
+    """WSGI middleware: one line per answer, ``addr "METHOD path PROTO" status bytes
+    ms rid=...``. The path goes without its query string, which may carry secrets."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        method = environ.get("REQUEST_METHOD", "-")
+        path = environ.get("PATH_INFO", "")
+        answer: list = ["-", "-", "-"]
+
+        def start(status, headers, exc_info=None):
+            answer[0] = status.split(" ", 1)[0]
+            for name, value in headers:
+                lowered = name.lower()
+                if lowered == "content-length":
+                    answer[1] = value
+                elif lowered == "x-request-id":
+                    answer[2] = value
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, start)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info('%s "%s %s %s" %s %s %dms rid=%s',
+                                environ.get("REMOTE_ADDR", "-"), _printable(method),
+                                _printable(path), environ.get("SERVER_PROTOCOL", "-"),
+                                answer[0], answer[1],
+                                (time.perf_counter() - started) * 1000, answer[2])
+
+
+def _loader(app: Flask):
+    logged = app.extensions["hutch"].settings.access_log
+    handler = _install_access_log() if logged else None
+    served = AccessLog(app) if logged else app
+
+    def load(_target: str):
+        # The app was built in the master and forked: each worker opens its own connections.
+        app.extensions["hutch"].db.engine.dispose(close=False)
+        if handler is not None:
+            handler.start()
+        return served
+
+    return load
 
 
 def serve(app: Flask, host: str, port: int, workers: int) -> int:
-    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """Serve until SIGTERM/SIGINT; in-flight requests finish (up to GRACEFUL_TIMEOUT)."""
     configure_logging()
-    HutchServer(app, {
-        "bind": bind,
-        "workers": workers,
-        "worker_class": "gthread",
-        "threads": 4,
-        "graceful_timeout": GRACEFUL_TIMEOUT,
-        "timeout": 60,
-        "keepalive": 5,
-        "preload_app": True,
-        "post_fork": _post_fork,
-        "accesslog": "-",
-        "access_log_format": ACCESS_LOG_FORMAT,
-        "errorlog": "-",
-        "max_requests": 200000,
-        "max_requests_jitter": 20000,
-        # Oversized lines and headers reach the app, which answers them with JSON (a 100 KB
-        # token gets 401, a 20 KB path 404) instead of gunicorn's HTML error page.
-        "limit_request_line": 0,  # gunicorn caps "unlimited" at 1 MiB
-        "limit_request_field_size": 256 * 1024,
-        # One control socket per user by default: two instances would take it from each other.
-        "control_socket_disable": True,
-    }).run()
+    server = Granian(
+        "hutch",  # a label only: the loader hands over the app built here
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        http=HTTPModes.http1,
+        workers=workers,
+        blocking_threads=THREADS_PER_WORKER,
+        backpressure=BACKPRESSURE_PER_WORKER,
+        http1_settings=HTTP1Settings(max_buffer_size=MAX_HEAD_BYTES),
+        websockets=False,
+        log_level=LogLevels.info,
+        log_dictconfig=_GRANIAN_LOGGING,
+        respawn_failed_workers=True,
+        workers_kill_timeout=GRACEFUL_TIMEOUT,
+    )
+    server.serve(target_loader=_loader(app))
     return 0

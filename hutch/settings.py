@@ -85,6 +85,7 @@ class Settings:
     app_files_path: Path | None = None
     app_files_mime_types: dict[str, str] = field(default_factory=dict)
     log_level: str = "INFO"
+    access_log: bool = True
     max_body_bytes: int = 17 * 1024 * 1024
     config_path: Path | None = None
     instance_path: Path | None = None
@@ -112,6 +113,7 @@ _TOP_KEYS: dict[str, str] = {
     "app_files_path": "path",
     "app_files_mime_types": "mimes",
     "log_level": "str",
+    "access_log": "bool",
     "log_mode": "str",
     "log_file": "path",
     "max_body_bytes": "int",
@@ -338,6 +340,7 @@ def _build(flat: dict[str, Any], config_path: Path | None, instance: Path | None
         app_files_path=flat.get("app_files_path"),
         app_files_mime_types=flat.get("app_files_mime_types", {}),
         log_level=level,
+        access_log=flat.get("access_log", True),
         max_body_bytes=max_body,
         database=DatabaseSettings(url=_database_url(flat), pool_size=pool_size),
         oidc=_oidc(flat),

@@ -26,7 +26,7 @@ PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
 
 def send_raw(client, method: str, target: str, headers=None, **kwargs):
-    """Send ``target`` as the request line's path, the way gunicorn hands it on.
+    """Send ``target`` as the request line's path, as a server giving RAW_URI hands it on.
 
     The Werkzeug test client would read ``//x`` as a host, so the raw target goes
     into RAW_URI/REQUEST_URI and its decoded form into PATH_INFO, like a real server.

@@ -1,4 +1,4 @@
-"""A real ``hutch serve`` (gunicorn, two workers) on the embedded default, over TCP."""
+"""A real ``hutch serve`` (granian, two workers) on the embedded default, over TCP."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from requests.structures import CaseInsensitiveDict
 
 from tests.helpers import decode_signed
 
@@ -124,7 +125,7 @@ class Server:
             conn.endheaders(body)
             response = conn.getresponse()
             raw = response.getheaders()
-            return Answer(response.status, dict(raw), response.read(), raw)
+            return Answer(response.status, CaseInsensitiveDict(raw), response.read(), raw)
         finally:
             conn.close()
 
@@ -185,7 +186,7 @@ def test_write_answers_carry_no_content_type(server, token):
 
 
 def test_raw_double_slash_jwks_is_a_jwt(server):
-    """§9: the original suite requests //jwks; gunicorn must not treat it as a host."""
+    """§9: the original suite requests //jwks; the server must not treat it as a host."""
     answer = server.request("GET", "//jwks", headers={"accept": "application/jwt"})
     assert answer.status_code == 200
     assert answer.headers["Content-Type"] == "application/jwt"
@@ -205,8 +206,8 @@ def test_no_token_is_401(server):
     assert "WWW-Authenticate" in answer.headers
 
 
-def test_oversized_token_and_path_get_json_answers_not_gunicorn_pages(server, token):
-    """gunicorn's own limits would answer HTML 400s; the app answers these itself."""
+def test_oversized_token_and_path_get_json_answers_not_server_pages(server, token):
+    """The HTTP server lets a 100 KB header and a 20 KB path through to the app."""
     huge = "A" * 100_000
     answer = server.request("GET", "/api/profile", headers={"Authorization": f"Bearer {huge}"})
     assert answer.status_code == 401
@@ -250,3 +251,35 @@ def test_sigterm_exits_0_and_data_survives_a_restart(server, token):
     listed = server.request("GET", "/api/safe", headers=auth(token))
     names = [s["name"] for s in decode_signed(listed, jwks(server)).payload["list"]]
     assert "kept" in names
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_request_in_flight_when_the_signal_comes_is_answered_and_kept(server, token,
+                                                                          stop_signal):
+    """Draining: an upload half-sent when SIGTERM/SIGINT arrives still gets its 200."""
+    assert send_json(server, "PUT", "/api/profile", token, {"name": "Live"}).status_code == 200
+    send_json(server, "POST", "/api/safe", token, {"name": "drain"})
+    name = f"late{int(stop_signal)}"
+    body = json.dumps({"name": name, "data": "x" * 300_000}).encode()
+    head = (f"POST /api/safe/drain/coin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(head + body[:1000])
+        time.sleep(0.5)  # the app is reading the body now
+        server.process.send_signal(stop_signal)
+        time.sleep(0.5)
+        sock.sendall(body[1000:])
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert server.process.wait(STOP_TIMEOUT) == 0, server.output()[-2000:]
+    server.start()
+    found = server.request("GET", f"/api/safe/drain/coin/{name}", headers=auth(token))
+    assert decode_signed(found, jwks(server)).payload["data"] == "x" * 300_000

@@ -66,7 +66,7 @@ class HutchServer:
                        capture_output=True)
 
     def start(self, wait: bool = True) -> HutchServer:
-        # One worker: each gunicorn worker holds its own JWKS cache and fetch counter.
+        # One worker: each worker holds its own JWKS cache and fetch counter.
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [hutch_command(), "serve", "--config", str(self.config), "--workers", "1"],

@@ -1,4 +1,4 @@
-"""A real ``hutch serve`` (gunicorn, several workers) for the fault and multi-worker suites.
+"""A real ``hutch serve`` (granian, several workers) for the fault and multi-worker suites.
 
 The server trusts the test IdP through a static JWKS file, so tests mint their
 own tokens (and DPoP-bound ones). It runs in its own process group: ``kill()``
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from requests.structures import CaseInsensitiveDict
 
 from hutch.signing import generate_jwks
 from hutch.store import migrate
@@ -158,7 +159,8 @@ class LiveHutch:
         try:
             conn.request(method, path, body=body, headers=headers or {})
             response = conn.getresponse()
-            return Answer(response.status, dict(response.getheaders()), response.read())
+            headers = CaseInsensitiveDict(response.getheaders())
+            return Answer(response.status, headers, response.read())
         finally:
             if own:
                 conn.close()

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from requests.structures import CaseInsensitiveDict
 
 from hutch.jose import json_bytes, sign_compact
 from hutch.signing import generate_jwks
@@ -58,7 +59,7 @@ class Holder:
             response = conn.getresponse()
             data = response.read()
             pid = worker_of(conn, self.server)  # keep-alive: the connection is still open
-            return Answer(response.status, dict(response.getheaders()), data), pid
+            return Answer(response.status, CaseInsensitiveDict(response.getheaders()), data), pid
         finally:
             conn.close()
 

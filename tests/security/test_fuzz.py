@@ -126,7 +126,7 @@ class World:
         self.seed()
 
     def request(self, method: str, raw: str, headers: list[tuple[str, str]], body: bytes | None):
-        """Send ``raw`` as the request target, exactly as gunicorn would pass it (RAW_URI)."""
+        """Send ``raw`` as the request target, as a server giving the raw target would (RAW_URI)."""
         path, _, query = raw.partition("?")
         sent = time.time()
         answer = self.client.open("/", method=method, headers=headers, data=body,
