@@ -12,6 +12,7 @@ import json
 import warnings
 from typing import Any
 
+import orjson
 from joserfc.jwk import ECKey, OKPKey, RSAKey, SecurityWarning
 from joserfc.jws import JWSRegistry
 
@@ -67,8 +68,16 @@ def is_int(value: Any) -> bool:
 
 
 def json_bytes(value: Any) -> bytes:
-    """Compact JSON, UTF-8, as the original's jansson writes it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact JSON, UTF-8, as the original's jansson writes it.
+
+    orjson writes the same bytes as ``json.dumps(separators=(",", ":"),
+    ensure_ascii=False)`` several times faster (a 100-coin list is 34 KB); what it
+    refuses (integers beyond 64 bits, lone surrogates) goes to the standard library.
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def key_fits(alg: str, key: AnyKey, table: dict[str, tuple[str, tuple[str, ...] | None]]) -> bool:
@@ -85,11 +94,20 @@ def key_fits(alg: str, key: AnyKey, table: dict[str, tuple[str, tuple[str, ...] 
     return own is None or own == alg
 
 
+def encode_header(header: dict[str, Any]) -> bytes:
+    """The first part of a compact JWS, with its dot."""
+    return b64url(json_bytes(header)) + b"."
+
+
+def sign_encoded(encoded_header: bytes, payload: bytes, alg: str, key: AnyKey) -> bytes:
+    """JWS compact serialization under a header encoded by ``encode_header``."""
+    signing_input = encoded_header + b64url(payload)
+    return signing_input + b"." + b64url(_REGISTRY.get_alg(alg).sign(signing_input, key))
+
+
 def sign_compact(header: dict[str, Any], payload: bytes, key: AnyKey) -> bytes:
     """JWS compact serialization with the header members in the given order."""
-    signing_input = b64url(json_bytes(header)) + b"." + b64url(payload)
-    signature = _REGISTRY.get_alg(header["alg"]).sign(signing_input, key)
-    return signing_input + b"." + b64url(signature)
+    return sign_encoded(encode_header(header), payload, header["alg"], key)
 
 
 def verify_compact(signing_input: bytes, signature: bytes, alg: str, key: AnyKey) -> bool:

@@ -55,6 +55,7 @@ class Items:
     def __init__(self, db: Database, kind: ItemKind):
         self.db = db
         self.kind = kind
+        self._wires = tuple(wire for wire, _ in kind.shape)
         table, sc = kind.table, safe.c
         name, deleted, ident = kind.col("name"), kind.col("deleted"), kind.col("id")
         # `=` a scalar subquery, not IN: MariaDB scans the whole item table for IN here.
@@ -94,7 +95,8 @@ class Items:
         self._delete = delete(table).where(owned, name == bindparam("name"))
 
     def _shape(self, row) -> dict[str, Any]:
-        return {wire: row[i] for i, (wire, _) in enumerate(self.kind.shape)}
+        # The shape's columns come first in every select; zip stops after them.
+        return dict(zip(self._wires, row, strict=False))
 
     def _values(self, data: dict[str, Any]) -> dict[str, Any]:
         return {f"v_{wire}": data.get(wire) for wire in self.kind.mutable}

@@ -65,11 +65,16 @@ class Epoch(TypeDecorator):
     def process_result_value(self, value: Any, dialect) -> int | None:
         return to_epoch(value)
 
+    def result_processor(self, dialect, coltype):
+        # Lists convert thousands of values: hand SQLAlchemy the function itself
+        # rather than its TypeDecorator wrapper, when the driver needs no conversion first.
+        return _direct(self, dialect, coltype, to_epoch)
+
 
 def to_epoch(value: Any) -> int | None:
     """Whatever a TIMESTAMP column gave back, as integer epoch seconds."""
-    if value is None:
-        return None
+    if value is None or value.__class__ is int:  # SQLite's usual case, first
+        return value
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int | float):
@@ -104,9 +109,26 @@ class BlobText(TypeDecorator):
         return value
 
     def process_result_value(self, value: Any, dialect) -> str | None:
-        if isinstance(value, bytes | bytearray | memoryview):
-            return bytes(value).decode("utf-8", errors="replace")
+        return text_value(value)
+
+    def result_processor(self, dialect, coltype):
+        return _direct(self, dialect, coltype, text_value)
+
+
+def text_value(value: Any) -> str | None:
+    """A text column's value as str: MariaDB's MEDIUMBLOB (and old rows) give bytes."""
+    if value is None or value.__class__ is str:
         return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", errors="replace")
+    return value
+
+
+def _direct(decorator: TypeDecorator, dialect, coltype, convert):
+    """``convert`` itself as the result processor, unless the underlying type has one."""
+    if decorator.impl_instance.dialect_impl(dialect).result_processor(dialect, coltype) is None:
+        return convert
+    return TypeDecorator.result_processor(decorator, dialect, coltype)
 
 
 def _text(length: int) -> Any:
