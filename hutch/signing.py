@@ -21,9 +21,10 @@ from hutch.jose import (
     MIN_RSA_BITS,
     SIGNING_ALGS,
     AnyKey,
+    encode_header,
     json_bytes,
     key_fits,
-    sign_compact,
+    sign_encoded,
 )
 from hutch.settings import ConfigError
 
@@ -44,6 +45,8 @@ class SigningKeys:
         self.sign_exp = sign_exp
         self.public_jwks = {"keys": [public for _, _, _, public in keys]}
         self._warned: set[str] = set()
+        # kid -> (iat, encoded header + "."): the header changes once a second.
+        self._headers: dict[str, tuple[int, bytes]] = {}
 
     @classmethod
     def load(cls, path: Path, sign_exp: int) -> SigningKeys:
@@ -87,9 +90,13 @@ class SigningKeys:
         kid = self.resolve(kid)
         alg, key = self._keys[kid]
         iat = int(time.time()) if now is None else now
-        header = {"iat": iat, "exp": iat + self.sign_exp, "typ": "JWT", "alg": alg, "kid": kid}
+        cached = self._headers.get(kid)
+        if cached is None or cached[0] != iat:
+            header = {"iat": iat, "exp": iat + self.sign_exp, "typ": "JWT", "alg": alg,
+                      "kid": kid}
+            cached = self._headers[kid] = (iat, encode_header(header))
         body = payload if isinstance(payload, bytes) else json_bytes(payload)
-        return sign_compact(header, body, key)
+        return sign_encoded(cached[1], body, alg, key)
 
     def thumbprint(self, kid: str) -> str:
         return thumbprint(self._keys[kid][1].as_dict(private=False))
