@@ -85,8 +85,10 @@ class SigningKeys:
                         kid, self.first_kid)
         return self.first_kid
 
-    def sign(self, payload: Any, kid: str | None = None, now: int | None = None) -> bytes:
-        """Sign ``payload`` (an object, or bytes already JSON) as §5.1 describes."""
+    def sign(self, payload: Any, kid: str | None = None,
+             now: int | None = None) -> bytes | bytearray:
+        """Sign ``payload`` (an object, or bytes already JSON) as §5.1 describes; a large
+        answer comes as a ``bytearray`` (hutch.jose.LARGE_PAYLOAD)."""
         kid = self.resolve(kid)
         alg, key = self._keys[kid]
         iat = int(time.time()) if now is None else now

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,9 +93,19 @@ def json_body() -> Any:
 def signed(payload: Any, kid: str | None) -> Response:
     """The one way an API GET answers: a JWS with ``application/jwt`` (§5.1)."""
     body = hutch().signing.sign(payload, kid)
-    response = Response(body, status=200)
+    if isinstance(body, bytearray):  # a large answer: sent in parts, never copied whole
+        response = Response(_in_parts(body), status=200)
+        response.headers["Content-Length"] = str(len(body))
+    else:
+        response = Response(body, status=200)
     response.headers["Content-Type"] = "application/jwt"
     return response
+
+
+def _in_parts(body: bytearray, size: int = 1024 * 1024) -> Iterator[bytes]:
+    with memoryview(body) as view:
+        for start in range(0, len(view), size):
+            yield bytes(view[start:start + size])
 
 
 def no_content() -> Response:
