@@ -102,8 +102,7 @@ class Items:
         return {f"v_{wire}": data.get(wire) for wire in self.kind.mutable}
 
     def list_all(self, sub: str, safe_name: str) -> tuple[str | None, list[dict[str, Any]]]:
-        with self.db.read() as conn:
-            rows = conn.execute(self._list, {"sub": sub, "safe": safe_name}).all()
+        rows = self.db.select(self._list, {"sub": sub, "safe": safe_name})
         if not rows:
             raise ProfileNotSet()
         if rows[0].hs_id is None:
@@ -111,10 +110,10 @@ class Items:
         return rows[0].hp_sign_kid, [self._shape(r) for r in rows if r[-1] is not None]
 
     def get(self, sub: str, safe_name: str, name: str) -> tuple[str | None, dict[str, Any]]:
-        with self.db.read() as conn:
-            row = conn.execute(self._get, {"sub": sub, "safe": safe_name, "name": name}).first()
-        if row is None:
+        rows = self.db.select(self._get, {"sub": sub, "safe": safe_name, "name": name})
+        if not rows:
             raise ProfileNotSet()
+        row = rows[0]
         if row[-1] is None:
             raise NotFound()
         return row.hp_sign_kid, self._shape(row)
@@ -127,9 +126,7 @@ class Items:
             self.get(sub, safe_name, name)
 
     def name_taken(self, sub: str, safe_name: str, name: str) -> bool:
-        with self.db.read() as conn:
-            found = conn.execute(self._taken, {"sub": sub, "safe": safe_name, "name": name})
-            return found.first() is not None
+        return bool(self.db.select(self._taken, {"sub": sub, "safe": safe_name, "name": name}))
 
     def create(self, sub: str, safe_name: str, data: dict[str, Any], now: int) -> None:
         params = {"sub": sub, "safe": safe_name, "name": data["name"], "now": now,

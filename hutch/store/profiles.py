@@ -38,10 +38,10 @@ _DELETE_ALL = (
 
 
 def find(db: Database, sub: str) -> dict[str, Any] | None:
-    with db.read() as conn:
-        row = conn.execute(_FIND, {"sub": sub}).first()
-    if row is None:
+    rows = db.select(_FIND, {"sub": sub})
+    if not rows:
         return None
+    row = rows[0]
     return {"name": row[0], "message": row[1], "picture": row[2], "sign_kid": row[3],
             "last_updated": row[4]}
 

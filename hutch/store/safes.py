@@ -68,18 +68,17 @@ def _values(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_all(db: Database, sub: str) -> tuple[str | None, list[dict[str, Any]]]:
-    with db.read() as conn:
-        rows = conn.execute(_LIST, {"sub": sub}).all()
+    rows = db.select(_LIST, {"sub": sub})
     if not rows:
         raise ProfileNotSet()
     return rows[0].hp_sign_kid, [_shape(row) for row in rows if row.hs_id is not None]
 
 
 def get(db: Database, sub: str, name: str) -> tuple[str | None, dict[str, Any]]:
-    with db.read() as conn:
-        row = conn.execute(_GET, {"sub": sub, "safe": name}).first()
-    if row is None:
+    rows = db.select(_GET, {"sub": sub, "safe": name})
+    if not rows:
         raise ProfileNotSet()
+    row = rows[0]
     if row.hs_id is None:
         raise NotFound()
     return row.hp_sign_kid, _shape(row)
@@ -91,14 +90,12 @@ def locate(db: Database, sub: str, name: str) -> None:
 
 
 def require_profile(db: Database, sub: str) -> None:
-    with db.read() as conn:
-        if conn.execute(_PROFILE_ID, {"sub": sub}).first() is None:
-            raise ProfileNotSet()
+    if not db.select(_PROFILE_ID, {"sub": sub}):
+        raise ProfileNotSet()
 
 
 def name_taken(db: Database, sub: str, name: str) -> bool:
-    with db.read() as conn:
-        return conn.execute(_TAKEN, {"sub": sub, "safe": name}).first() is not None
+    return bool(db.select(_TAKEN, {"sub": sub, "safe": name}))
 
 
 def create(db: Database, sub: str, data: dict[str, Any], now: int) -> None:
