@@ -7,8 +7,8 @@ import os
 import sqlite3
 import threading
 from collections import namedtuple
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Executable, Select
 
 from hutch.settings import DatabaseSettings
 
@@ -152,15 +152,15 @@ class WriterQueue:
 
 
 class Query:
-    """A SELECT compiled once for one dialect, to run straight on a DBAPI cursor.
+    """A statement compiled once for one dialect, to run straight on a DBAPI cursor.
 
     SQLAlchemy builds and compiles it, and converts values with the columns' own
     processors; what is skipped is its per-execution machinery (a Connection,
-    an execution context, Row objects: ~100 µs a query, more than the query).
-    Rows are named tuples with the selected columns' keys.
+    an execution context, Row objects: ~100 µs a statement, more than the query).
+    A SELECT's rows are named tuples with the selected columns' keys.
     """
 
-    def __init__(self, statement: Select, dialect):
+    def __init__(self, statement: Executable, dialect):
         compiled = statement.compile(dialect=dialect)
         binds = compiled.binds
         if any(bind.expanding for bind in binds.values()):
@@ -172,7 +172,7 @@ class Query:
             if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
         ]
         self._order = tuple(compiled.positiontup) if dialect.positional else None
-        columns = list(statement.selected_columns)
+        columns = list(statement.selected_columns) if isinstance(statement, Select) else []
         self._row = namedtuple("Row", [column.key for column in columns])  # noqa: PYI024
         self._result_processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
@@ -209,41 +209,79 @@ class Database:
             self._writers = WriterQueue(
                 None if name in (None, "", ":memory:") else str(Path(name).absolute()))
 
-    def select(self, statement: Select, params: dict[str, Any]) -> list[tuple]:
-        """All rows of a read-only SELECT built once at import (see ``Query``).
-
-        Errors come as SQLAlchemy's, like every other statement's: a lost
-        connection is invalidated and gives an OperationalError (503).
-        """
+    def _query(self, statement: Executable) -> Query:
         query = self._queries.get(statement)
         if query is None:
             query = self._queries[statement] = Query(statement, self.engine.dialect)
-        args = query.parameters(params)
+        return query
+
+    def _error(self, exc: Exception, raw, sql: str | None, args) -> DBAPIError:
+        """A DBAPI error as SQLAlchemy's execute would raise it (OperationalError → 503,
+        IntegrityError → a duplicate); a lost connection renews the pool first, like
+        SQLAlchemy does, since the other pooled connections predate the cut too."""
         dialect = self.engine.dialect
-        dbapi_error = dialect.loaded_dbapi.Error
+        lost = raw is not None and dialect.is_disconnect(exc, raw.dbapi_connection, None)
+        if lost:
+            self.engine.pool._invalidate(raw, exc)  # noqa: SLF001
+        return DBAPIError.instance(sql, args, exc, dialect.loaded_dbapi.Error,
+                                   hide_parameters=True, dialect=dialect,
+                                   connection_invalidated=lost)
+
+    @contextmanager
+    def _dbapi(self):
+        """A pooled DBAPI connection and a cursor; DBAPI errors come out translated."""
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
         try:
             raw = self.engine.raw_connection()
         except dbapi_error as exc:
-            raise DBAPIError.instance(None, None, exc, dbapi_error, hide_parameters=True,
-                                      dialect=dialect) from exc
+            raise self._error(exc, None, None, None) from exc
         try:
             cursor = raw.cursor()
             try:
-                cursor.execute(query.sql, args)
-                fetched = cursor.fetchall()
+                yield raw, cursor
             finally:
                 cursor.close()
         except dbapi_error as exc:
-            lost = dialect.is_disconnect(exc, raw.dbapi_connection, None)
-            if lost:
-                # What SQLAlchemy's own execute does: the other pooled connections
-                # predate the cut too, so the whole pool is renewed, not just this one.
-                self.engine.pool._invalidate(raw, exc)  # noqa: SLF001
-            raise DBAPIError.instance(query.sql, args, exc, dbapi_error, hide_parameters=True,
-                                      dialect=dialect, connection_invalidated=lost) from exc
+            raise self._error(exc, raw, None, None) from exc
         finally:
             raw.close()
+
+    def select(self, statement: Select, params: dict[str, Any]) -> list[tuple]:
+        """All rows of a read-only SELECT built once at import (see ``Query``)."""
+        query = self._query(statement)
+        with self._dbapi() as (_raw, cursor):
+            cursor.execute(query.sql, query.parameters(params))
+            fetched = cursor.fetchall()
         return query.rows(fetched)
+
+    @contextmanager
+    def writing(self) -> Iterator[Callable[[Executable, dict[str, Any]], int]]:
+        """One write transaction on a DBAPI cursor: yields ``run(statement, params)``,
+        which answers the affected row count. Committed at the end, rolled back on
+        any exception; on SQLite it takes the writer lock up front (BEGIN IMMEDIATE)."""
+        sqlite = self._writers is not None
+        queue = self._writers.turn() if sqlite else nullcontext()
+        with queue, self._dbapi() as (raw, cursor):
+            def run(statement: Executable, params: dict[str, Any]) -> int:
+                query = self._query(statement)
+                cursor.execute(query.sql, query.parameters(params))
+                return cursor.rowcount
+
+            if sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield run
+            except BaseException:
+                with suppress(Exception):  # a dead connection cannot roll back
+                    if not sqlite:
+                        raw.rollback()
+                    elif raw.dbapi_connection.in_transaction:
+                        cursor.execute("ROLLBACK")
+                raise
+            if sqlite:
+                cursor.execute("COMMIT")
+            else:
+                raw.commit()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -53,9 +53,9 @@ def save(db: Database, sub: str, data: dict[str, Any], now: int) -> None:
     params["sub"] = sub
     for attempt in range(2):
         try:
-            with db.write() as conn:
-                if not conn.execute(_UPDATE, params).rowcount:
-                    conn.execute(_INSERT, params)
+            with db.writing() as run:
+                if not run(_UPDATE, params):
+                    run(_INSERT, params)
             return
         except IntegrityError:
             # A concurrent PUT created the profile first (unique active sub): update it.
