@@ -24,6 +24,8 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, UserDefinedType
 
 # Queries only: the DDL (indexes, collations, partial unique indexes) lives in
@@ -69,6 +71,35 @@ class Epoch(TypeDecorator):
         # Lists convert thousands of values: hand SQLAlchemy the function itself
         # rather than its TypeDecorator wrapper, when the driver needs no conversion first.
         return _direct(self, dialect, coltype, to_epoch)
+
+    def column_expression(self, colexpr):
+        """Selected as epoch seconds by the database itself: PyMySQL parses a TIMESTAMP
+        into a datetime in Python (~5 µs a row, half the cost of a 100-coin list)."""
+        return EpochSeconds(colexpr)
+
+
+class EpochSeconds(FunctionElement):
+    """A TIMESTAMP column as integer epoch seconds, in each dialect's own SQL."""
+
+    type = BigInteger()
+    name = "epoch_seconds"
+    inherit_cache = True
+
+
+@compiles(EpochSeconds)
+def _epoch_seconds_as_stored(element, compiler, **kw):  # SQLite keeps the integer itself
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(EpochSeconds, "mysql")
+@compiles(EpochSeconds, "mariadb")
+def _epoch_seconds_mysql(element, compiler, **kw):
+    return f"UNIX_TIMESTAMP({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(EpochSeconds, "postgresql")
+def _epoch_seconds_postgresql(element, compiler, **kw):
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})) AS BIGINT)"
 
 
 def to_epoch(value: Any) -> int | None:
