@@ -3,7 +3,9 @@ request ids for the logs."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import secrets
 from contextvars import ContextVar
@@ -34,6 +36,25 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 request_id: ContextVar[str] = ContextVar("hutch_request_id", default="-")
 
 
+class _RequestIdSource:
+    """Ids unique across processes and restarts, without a system call each: a random
+    16-hex prefix per process (taken again after fork) and an 8-hex counter."""
+
+    def __init__(self):
+        self._pid = 0
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        if self._pid != os.getpid():
+            self._pid, self._prefix = os.getpid(), secrets.token_hex(8)
+            self._counter = itertools.count()
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFF:08x}"
+
+
+_new_request_id = _RequestIdSource()
+
+
 class RequestIds:
     """WSGI middleware: one id per request, in every log record and in ``X-Request-Id``.
 
@@ -47,7 +68,7 @@ class RequestIds:
 
     def __call__(self, environ, start_response):
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        rid = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else secrets.token_hex(12)
+        rid = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else _new_request_id()
         environ["hutch.request_id"] = rid
 
         def start(status, headers, exc_info=None):

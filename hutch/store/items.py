@@ -17,7 +17,7 @@ from hutch.errors import NotFound, ProfileNotSet, ValidationFailed
 from hutch.store import safes
 from hutch.store.db import Database
 from hutch.store.profiles import ACTIVE as ACTIVE_PROFILE
-from hutch.store.schema import Epoch, coin, profile, safe, safe_key
+from hutch.store.schema import NOT_DELETED, Epoch, coin, profile, safe, safe_key
 
 
 @dataclass(frozen=True)
@@ -65,30 +65,31 @@ class Items:
 
         def lookup(named: bool):
             """One query: the profile, LEFT JOIN the safe, LEFT JOIN its item(s)."""
-            condition = deleted == 0
+            condition = deleted == NOT_DELETED
             if named:
                 condition &= name == bindparam("name")
             joined = profile.outerjoin(
                 safe, (sc.hp_id == profile.c.hp_id) & (sc.hs_name == bindparam("safe"))
-                & (sc.hs_deleted == 0),
+                & (sc.hs_deleted == NOT_DELETED),
             ).outerjoin(table, (table.c.hs_id == sc.hs_id) & condition)
             return (select(*columns, profile.c.hp_sign_kid, sc.hs_id, ident)
                     .select_from(joined).where(ACTIVE_PROFILE).order_by(ident))
 
         self._list = lookup(named=False)
         self._get = lookup(named=True).limit(1)
-        self._taken = select(ident).where(owned, name == bindparam("name"), deleted == 0).limit(1)
+        self._taken = (select(ident).where(owned, name == bindparam("name"), deleted == NOT_DELETED)
+                       .limit(1))
         self._insert = insert(table).from_select(
             [table.c.hs_id, name, *mutable.values(), deleted, kind.col("last_updated")],
             select(sc.hs_id, bindparam("name", type_=String()),
                    *(bindparam(f"v_{wire}", type_=column.type) for wire, column in mutable.items()),
                    bindparam("deleted", 0), bindparam("now", type_=Epoch()))
             .join(profile, profile.c.hp_id == sc.hp_id)
-            .where(ACTIVE_PROFILE, sc.hs_name == bindparam("safe"), sc.hs_deleted == 0)
+            .where(ACTIVE_PROFILE, sc.hs_name == bindparam("safe"), sc.hs_deleted == NOT_DELETED)
             .limit(1),
         )
         self._update = (
-            update(table).where(owned, name == bindparam("name"), deleted == 0)
+            update(table).where(owned, name == bindparam("name"), deleted == NOT_DELETED)
             .values({column: bindparam(f"v_{wire}") for wire, column in mutable.items()}
                     | {kind.col("last_updated"): bindparam("now")})
         )

@@ -12,14 +12,14 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hutch.store.db import Database
-from hutch.store.schema import coin, profile, safe, safe_key
+from hutch.store.schema import NOT_DELETED, coin, profile, safe, safe_key
 
 p = profile.c
 FIELDS = {"name": p.hp_name, "message": p.hp_message, "picture": p.hp_picture,
           "sign_kid": p.hp_sign_kid}
 
 #: WHERE clause of the caller's active profile; bind ``sub``.
-ACTIVE = (p.hp_sub == bindparam("sub")) & (p.hp_deleted == 0)
+ACTIVE = (p.hp_sub == bindparam("sub")) & (p.hp_deleted == NOT_DELETED)
 
 _FIND = (select(p.hp_name, p.hp_message, p.hp_picture, p.hp_sign_kid, p.hp_last_updated)
          .where(ACTIVE).order_by(p.hp_id).limit(1))

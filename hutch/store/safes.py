@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from hutch.errors import NotFound, ProfileNotSet, ValidationFailed
 from hutch.store.db import Database
 from hutch.store.profiles import ACTIVE as ACTIVE_PROFILE
-from hutch.store.schema import Epoch, coin, profile, safe, safe_key
+from hutch.store.schema import NOT_DELETED, Epoch, coin, profile, safe, safe_key
 
 s = safe.c
 DUPLICATE = "name already exist for a safe"
@@ -24,11 +24,11 @@ _COLUMNS = (s.hs_name, s.hs_display_name, s.hs_enc_type, s.hs_alg_type, s.hs_las
 
 #: Subquery: the id of the caller's active safe; bind ``sub`` and ``safe``.
 ACTIVE_IDS = (select(s.hs_id).join(profile, profile.c.hp_id == s.hp_id)
-              .where(ACTIVE_PROFILE, s.hs_name == bindparam("safe"), s.hs_deleted == 0))
+              .where(ACTIVE_PROFILE, s.hs_name == bindparam("safe"), s.hs_deleted == NOT_DELETED))
 
 
 def _joined(named: bool):
-    condition = (s.hp_id == profile.c.hp_id) & (s.hs_deleted == 0)
+    condition = (s.hp_id == profile.c.hp_id) & (s.hs_deleted == NOT_DELETED)
     if named:
         condition &= s.hs_name == bindparam("safe")
     return (select(profile.c.hp_sign_kid, s.hs_id, *_COLUMNS)
@@ -47,7 +47,7 @@ _INSERT = insert(safe).from_select(
            bindparam("deleted", 0), bindparam("now", type_=Epoch()))
     .where(ACTIVE_PROFILE).limit(1),
 )
-_UPDATE = (update(safe).where(s.hs_name == bindparam("safe"), s.hs_deleted == 0,
+_UPDATE = (update(safe).where(s.hs_name == bindparam("safe"), s.hs_deleted == NOT_DELETED,
                               s.hp_id == select(profile.c.hp_id).where(ACTIVE_PROFILE)
                               .scalar_subquery())
            .values({column: bindparam(f"v_{key}") for key, column in FIELDS.items()}
