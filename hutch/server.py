@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from contextlib import suppress
 from typing import Any
 
 from flask import Flask
@@ -54,58 +55,57 @@ _GRANIAN_LOGGING: dict[str, Any] = {
 }
 
 
-access_log = logging.getLogger("hutch.access")
 #: Access lines reach stdout in batches, at most this late.
 ACCESS_FLUSH_SECONDS = 0.5
 
 
-class BatchedHandler(logging.StreamHandler):
-    """A stream handler that writes its lines in batches from a background thread.
+class AccessLines:
+    """The access log: lines written to stdout in batches by a background thread.
 
-    One write per request costs far more than formatting the line: the request
-    thread gives up the GIL for the system call and queues to get it back. Lines
-    are written at most ``ACCESS_FLUSH_SECONDS`` late, and at the worker's exit.
+    One write per request costs far more than the line: the request thread gives
+    up the GIL for the system call and queues to get it back. Lines are written at
+    most ``ACCESS_FLUSH_SECONDS`` late, and at the worker's exit. (Not a logging
+    handler: a LogRecord and a Formatter per request cost as much as the rest.)
     """
 
-    def __init__(self, stream=None):
-        super().__init__(stream)
+    def __init__(self, stream):
+        self._stream = stream
         self._pending: list[str] = []
-        self._flusher: threading.Thread | None = None
+        self._pending_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._second = -1
+        self._stamp = ""
 
     def start(self) -> None:
         """Start the flusher (threads do not survive fork: call in each worker)."""
-        self._flusher = threading.Thread(target=self._flush_periodically, daemon=True,
-                                         name="hutch-access-log")
-        self._flusher.start()
+        threading.Thread(target=self._flush_periodically, daemon=True,
+                         name="hutch-access-log").start()
         # multiprocessing runs these at a worker's exit (atexit handlers it skips).
         multiprocessing.util.Finalize(self, self.flush, exitpriority=10)
 
-    def emit(self, record: logging.LogRecord) -> None:  # called with the handler's lock held
-        try:
-            self._pending.append(self.format(record) + self.terminator)
-        except Exception:  # noqa: BLE001 - logging must never fail a request
-            self.handleError(record)
+    def add(self, text: str) -> None:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._second = second
+        line = f"{self._stamp},{int(now * 1000) % 1000:03d} {text}\n"
+        with self._pending_lock:
+            self._pending.append(line)
 
     def flush(self) -> None:
-        with self.lock:
-            pending, self._pending = self._pending, []
-            if pending and self.stream is not None:
-                self.stream.write("".join(pending))
-                self.stream.flush()
+        with self._write_lock:
+            with self._pending_lock:
+                pending, self._pending = self._pending, []
+            if pending:
+                with suppress(OSError, ValueError):  # stdout gone: never fail a request
+                    self._stream.write("".join(pending))
+                    self._stream.flush()
 
     def _flush_periodically(self) -> None:
         while True:
             time.sleep(ACCESS_FLUSH_SECONDS)
             self.flush()
-
-
-def _install_access_log() -> BatchedHandler:
-    handler = BatchedHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    access_log.handlers[:] = [handler]
-    access_log.propagate = False
-    access_log.setLevel(logging.INFO)  # written whatever log_level says (access_log = false)
-    return handler
 
 
 def _printable(text: str) -> str:
@@ -117,8 +117,9 @@ class AccessLog:
     """WSGI middleware: one line per answer, ``addr "METHOD path PROTO" status bytes
     ms rid=...``. The path goes without its query string, which may carry secrets."""
 
-    def __init__(self, app):
+    def __init__(self, app, lines: AccessLines):
         self.app = app
+        self.lines = lines
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()
@@ -139,12 +140,10 @@ class AccessLog:
         try:
             return self.app(environ, start)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info('%s "%s %s %s" %s %s %dms rid=%s',
-                                environ.get("REMOTE_ADDR", "-"), _printable(method),
-                                _printable(path), environ.get("SERVER_PROTOCOL", "-"),
-                                answer[0], answer[1],
-                                (time.perf_counter() - started) * 1000, answer[2])
+            elapsed = int((time.perf_counter() - started) * 1000)
+            self.lines.add(f'{environ.get("REMOTE_ADDR", "-")} "{_printable(method)} '
+                           f'{_printable(path)} {environ.get("SERVER_PROTOCOL", "-")}" '
+                           f'{answer[0]} {answer[1]} {elapsed}ms rid={answer[2]}')
 
 
 def _return_large_buffers_to_the_system() -> None:
@@ -165,15 +164,14 @@ _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
 def _loader(app: Flask):
-    logged = app.extensions["hutch"].settings.access_log
-    handler = _install_access_log() if logged else None
-    served = AccessLog(app) if logged else app
+    lines = AccessLines(sys.stdout) if app.extensions["hutch"].settings.access_log else None
+    served = AccessLog(app, lines) if lines is not None else app
 
     def load(_target: str):
         # The app was built in the master and forked: each worker opens its own connections.
         app.extensions["hutch"].db.engine.dispose(close=False)
-        if handler is not None:
-            handler.start()
+        if lines is not None:
+            lines.start()
         return served
 
     return load

@@ -253,6 +253,20 @@ def test_sigterm_exits_0_and_data_survives_a_restart(server, token):
     assert "kept" in names
 
 
+def test_access_lines_are_one_per_request_escaped_and_without_the_query(server):
+    answer = server.request("GET", "/forged%0A2026-01-01%20INFO%20fake?access_token=qs-secret",
+                            headers={"X-Request-Id": "access-1"})
+    assert answer.status_code == 404
+    deadline = time.monotonic() + 5  # written in batches, at most 0.5 s late
+    while time.monotonic() < deadline and "rid=access-1" not in server.output():
+        time.sleep(0.1)
+    lines = [line for line in server.output().splitlines() if "rid=access-1" in line]
+    assert len(lines) == 1, lines
+    assert '"GET /forged\\n2026-01-01 INFO fake HTTP/1.1" 404 ' in lines[0]
+    assert "qs-secret" not in server.output()
+    assert not any(line.startswith("2026-01-01 INFO") for line in server.output().splitlines())
+
+
 def _read_all(sock: socket.socket) -> bytes:
     chunks = []
     while chunk := sock.recv(65536):

@@ -27,10 +27,12 @@ class Authenticator:
         self._max_age = oidc.dpop_max_iat if oidc.dpop_max_iat > 0 else DEFAULT_MAX_AGE
 
     def authenticate(self, request: Request) -> AccessToken:
-        values = request.headers.getlist("Authorization")
-        if len(values) > 1 or (values and "," in values[0]):
+        # WSGI servers fold a repeated header into one comma-joined value: read it
+        # straight from the environ (request.headers.getlist walks the whole environ).
+        environ = request.environ
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        if "," in header:
             raise AuthError("invalid_request", "Send exactly one Authorization header")
-        header = values[0] if values else ""
         if header.startswith("Bearer "):
             scheme, token = "Bearer", header[7:]
         elif header.startswith("DPoP "):
@@ -42,20 +44,20 @@ class Authenticator:
         if not _TOKEN.match(token):
             raise AuthError("invalid_token", "The access token is malformed", scheme=scheme)
         access = self._validator.validate(token)
-        proofs = request.headers.getlist("DPoP")
+        proof = environ.get("HTTP_DPOP")
         if scheme == "Bearer":
             if access.jkt is not None:
                 # RFC 9449 §7.2: a bound token used as a bearer token is a downgrade.
                 raise AuthError("invalid_token", "This access token is DPoP-bound", scheme="DPoP")
-            if proofs:
+            if proof is not None:
                 raise AuthError("invalid_request", "A DPoP proof needs the DPoP scheme")
             return access
         if access.jkt is None:
             raise AuthError("invalid_token", "This access token is not DPoP-bound")
-        if len(proofs) != 1 or "," in proofs[0]:
+        if proof is None or "," in proof:
             raise AuthError("invalid_dpop_proof", "Send exactly one DPoP proof", scheme="DPoP")
         verify_proof(
-            proofs[0],
+            proof,
             method=request.method,
             htu=self.htu(request),
             access_token=token,
