@@ -153,11 +153,9 @@ def _return_large_buffers_to_the_system() -> None:
     16 MiB coin lands on the heap and the worker keeps that memory. A fixed
     threshold keeps a worker's RSS close to what it really holds (glibc only).
     """
-    try:
+    with suppress(OSError, AttributeError):  # not glibc: leave the allocator alone
         libc = ctypes.CDLL(None)
         libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(256 * 1024))
-    except (OSError, AttributeError):  # not glibc: leave the allocator alone
-        pass
 
 
 _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
