@@ -38,21 +38,21 @@ request_id: ContextVar[str] = ContextVar("hutch_request_id", default="-")
 
 class _RequestIdSource:
     """Ids unique across processes and restarts, without a system call each: a random
-    16-hex prefix per process (taken again after fork) and an 8-hex counter."""
+    16-hex prefix per process (a new one in every forked child) and an 8-hex counter."""
 
     def __init__(self):
-        self._pid = 0
-        self._prefix = ""
+        self.renew()
+
+    def renew(self) -> None:
+        self._prefix = secrets.token_hex(8)
         self._counter = itertools.count()
 
     def __call__(self) -> str:
-        if self._pid != os.getpid():
-            self._pid, self._prefix = os.getpid(), secrets.token_hex(8)
-            self._counter = itertools.count()
         return f"{self._prefix}{next(self._counter) & 0xFFFFFFFF:08x}"
 
 
 _new_request_id = _RequestIdSource()
+os.register_at_fork(after_in_child=_new_request_id.renew)
 
 
 class RequestIds:

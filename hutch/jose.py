@@ -99,9 +99,9 @@ def encode_header(header: dict[str, Any]) -> bytes:
     return b64url(json_bytes(header)) + b"."
 
 
-#: Payloads from this size on are encoded into one growing buffer, chunk by chunk
-#: (a multiple of 3 bytes, so no padding inside): a 16 MiB coin is then held once
-#: as JSON and once as the JWS, instead of in several base64 and concatenated copies.
+#: Payloads from this size on are base64-encoded chunk by chunk (a multiple of 3 bytes,
+#: so no padding inside) into one buffer of the final size: a 16 MiB coin is then held
+#: once as JSON and once as the JWS, instead of in several base64 and concatenated copies.
 LARGE_PAYLOAD = 1024 * 1024
 _B64_CHUNK = 3 * 256 * 1024
 

@@ -50,7 +50,6 @@ def configure_logging() -> None:
 _GRANIAN_LOGGING: dict[str, Any] = {
     "loggers": {
         "_granian": {"handlers": [], "propagate": True, "level": "INFO"},
-        "granian.access": {"handlers": [], "propagate": True, "level": "INFO"},
     },
 }
 

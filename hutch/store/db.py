@@ -128,9 +128,12 @@ class WriterQueue:
         self._pid = 0
 
     def _file(self) -> int | None:
-        # flock belongs to an open file: each forked worker needs its own.
+        # flock belongs to an open file: each forked worker opens its own (and closes
+        # the copy of its parent's, which would otherwise stay open for nothing).
         if self._path is not None and self._pid != os.getpid():
             self._pid = os.getpid()
+            if self._fd is not None:
+                os.close(self._fd)
             try:
                 self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:  # a read-only folder: in-process queueing only
@@ -259,8 +262,8 @@ class Database:
         """One write transaction on a DBAPI cursor: yields ``run(statement, params)``,
         which answers the affected row count. Committed at the end, rolled back on
         any exception; on SQLite it takes the writer lock up front (BEGIN IMMEDIATE)."""
-        sqlite = self._writers is not None
-        queue = self._writers.turn() if sqlite else nullcontext()
+        sqlite = self.backend == "sqlite"
+        queue = self._writers.turn() if self._writers is not None else nullcontext()
         with queue, self._dbapi() as (raw, cursor):
             def run(statement: Executable, params: dict[str, Any]) -> int:
                 query = self._query(statement)

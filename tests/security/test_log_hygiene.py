@@ -184,6 +184,25 @@ def test_an_odd_incoming_request_id_is_replaced(client, incoming):
     assert answer.headers.getlist("X-Request-Id") == [answer.headers["X-Request-Id"]]
 
 
+def test_a_forked_worker_makes_request_ids_of_its_own():
+    """Workers fork from one master: ids must not repeat across them."""
+    import os
+
+    from hutch.http import _new_request_id
+
+    parent = _new_request_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id down the pipe, then out at once
+        os.write(write, _new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert GENERATED_ID.match(child) and child[:16] != parent[:16]
+
+
 def test_log_records_outside_requests_say_so(caplog, app):
     caplog.set_level(logging.INFO)
     logging.getLogger("hutch.test").info("outside")
