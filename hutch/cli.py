@@ -89,6 +89,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
 
     from hutch import create_app
@@ -101,6 +102,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if settings.config_path is None:
+        from hutch.instance import refuse_lost_database
+
+        refuse_lost_database(settings)
         print(f"No configuration file: embedded default in {settings.instance_path}")
         _prepare(settings, announce=True)
         print("The local issuer (iss 'hutch-local') is for trying Hutch: mint a token with "
@@ -122,7 +126,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or settings.port
     workers = args.workers or int(os.environ.get("WEB_CONCURRENCY", 0)) or (os.cpu_count() or 1)
     print(f"Hutch listening on http://{host}:{port}/ ({workers} workers); "
-          f"API at {settings.external_url}{settings.api_prefix}", flush=True)
+          f"API at {settings.external_url}{settings.api_prefix}; "
+          f"database {make_url(settings.database.url).render_as_string()}", flush=True)
     return serve(app, host, port, workers)
 
 

@@ -16,6 +16,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from hutch.store.db import DatabaseFileChanged
+
 log = logging.getLogger(__name__)
 
 NOT_FOUND_BODY = b'{"error":"resource not found","message":"no resource available at this address"}'
@@ -161,9 +163,55 @@ def handle_http_exception(exc: HTTPException) -> Response:
     return response
 
 
-def handle_database_error(exc: DBAPIError | PoolTimeoutError) -> Response:
+# Driver error codes an operator can act on; any other is named by its code.
+_SQLITE_CAUSES = {
+    "SQLITE_READONLY": "database is read-only",
+    "SQLITE_CANTOPEN": "cannot open the database file (missing, or its folder unreadable)",
+    "SQLITE_BUSY": "database is locked by another writer",
+    "SQLITE_FULL": "disk is full",
+    "SQLITE_IOERR": "disk I/O error",
+    "SQLITE_CORRUPT": "database file is damaged",
+    "SQLITE_NOTADB": "database file is not an SQLite database",
+}
+_MYSQL_CAUSES = {
+    1045: "access denied to the database user",
+    1153: "a statement larger than the server's max_allowed_packet",
+    1205: "lock wait timeout",
+    2002: "cannot connect to the database server",
+    2003: "cannot connect to the database server",
+    2006: "lost the connection to the database server",
+    2013: "lost the connection to the database server",
+}
+_POSTGRES_CAUSES = {"57014": "statement timeout", "25006": "database is read-only",
+                    "53100": "disk is full", "57P01": "the database server is shutting down"}
+
+
+def database_cause(exc: BaseException) -> str:
+    """Why the database failed, in words, from error codes only: drivers' messages
+    can quote the statement's values."""
+    if isinstance(exc, DatabaseFileChanged):
+        return str(exc)
+    if isinstance(exc, PoolTimeoutError):
+        return "every pooled connection is busy (pool timeout)"
+    orig = getattr(exc, "orig", None)
+    name = getattr(orig, "sqlite_errorname", None)
+    if name:
+        base = next((key for key in _SQLITE_CAUSES if name.startswith(key)), None)
+        return f"{_SQLITE_CAUSES[base]} ({name})" if base else name
+    code = getattr(orig, "sqlstate", None)
+    if code:
+        return f"{_POSTGRES_CAUSES.get(code, 'error')} (SQLSTATE {code})"
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0]:
+        return f"{_MYSQL_CAUSES.get(args[0], 'error')} (MySQL error {args[0]})"
+    if getattr(exc, "connection_invalidated", False) or type(orig).__name__ == "OperationalError":
+        return f"cannot reach the database ({type(orig).__name__})"
+    return type(orig if orig is not None else exc).__name__
+
+
+def handle_database_error(exc: DBAPIError | PoolTimeoutError | DatabaseFileChanged) -> Response:
     """The database is down or saturated: 503 with Retry-After, never a traceback."""
-    log.error("database unavailable: %s", type(exc.orig if hasattr(exc, "orig") else exc).__name__)
+    log.error("database unavailable: %s", database_cause(exc))
     return handle_hutch_error(ServiceUnavailable())
 
 
@@ -204,4 +252,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_database_error)
     app.register_error_handler(PoolTimeoutError, handle_database_error)
+    app.register_error_handler(DatabaseFileChanged, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from joserfc.jwk import ECKey
+from sqlalchemy.engine import make_url
 
 from hutch.jose import json_bytes, sign_compact
 from hutch.settings import LOCAL_ISSUER, ConfigError, Settings
@@ -28,6 +29,24 @@ def write_private(path: Path, document: dict[str, Any]) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=2)
         handle.write("\n")
+
+
+def refuse_lost_database(settings: Settings) -> None:
+    """Stop when an earlier run's keys are here but its SQLite file is not.
+
+    Creating a new empty database then would hide the loss: every user would find
+    an empty vault, signed with the keys they trust. ``hutch init`` still creates
+    one on purpose.
+    """
+    url = make_url(settings.database.url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    keys = [path for path in (settings.sign_key, settings.oidc.local_issuer_key)
+            if path is not None and Path(path).exists()]
+    if keys and not Path(url.database).exists():
+        raise ConfigError(
+            f"database: the file {url.database} is missing, but {keys[0]} is from "
+            "an earlier run; restore the file, or run 'hutch init' to start an empty database")
 
 
 def ensure_sign_key(settings: Settings) -> bool:

@@ -29,6 +29,19 @@ MYSQL_SQL_MODE = (
 SQLITE_BUSY_MS = 10_000
 
 
+class DatabaseFileChanged(Exception):
+    """The SQLite file at the configured path is gone, or is another file now."""
+
+    def __init__(self, path: str):
+        super().__init__(f"database file {path} was removed or replaced")
+        self.path = path
+
+
+def _file_identity(path: str) -> tuple[int, int]:
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
 def create_db_engine(settings: DatabaseSettings, *, must_exist: bool = False) -> Engine:
     """An engine tuned for its backend: SQLite WAL + durable commits, strict MariaDB.
 
@@ -207,10 +220,35 @@ class Database:
         self.backend = engine.dialect.name
         self._writers: WriterQueue | None = None
         self._queries: dict[Select, Query] = {}
+        self._file: str | None = None
+        self._identity: tuple[int, int] | None = None
         if self.backend == "sqlite":
             name = engine.url.database
-            self._writers = WriterQueue(
-                None if name in (None, "", ":memory:") else str(Path(name).absolute()))
+            if name not in (None, "", ":memory:"):
+                self._file = str(Path(name).absolute())
+                with suppress(OSError):
+                    self._identity = _file_identity(self._file)
+            self._writers = WriterQueue(self._file)
+
+    def check_file(self) -> None:
+        """On SQLite, raise ``DatabaseFileChanged`` unless the database path still names
+        the file this server opened (the first it saw there).
+
+        SQLite keeps reading and writing a file that was deleted or renamed away, so
+        after ``rm hutch.db*`` writes were answered 200 and were gone with the process.
+        One ``stat`` of the path costs ~2 µs; reads check once, writes again just
+        before COMMIT (a file replaced meanwhile rolls the transaction back).
+        """
+        if self._file is None:
+            return
+        try:
+            identity = _file_identity(self._file)
+        except OSError:
+            raise DatabaseFileChanged(self._file) from None
+        if self._identity is None:
+            self._identity = identity
+        elif identity != self._identity:
+            raise DatabaseFileChanged(self._file)
 
     def _query(self, statement: Executable) -> Query:
         query = self._queries.get(statement)
@@ -239,6 +277,7 @@ class Database:
         except dbapi_error as exc:
             raise self._error(exc, None, None, None) from exc
         try:
+            self.check_file()
             cursor = raw.cursor()
             try:
                 yield raw, cursor
@@ -274,6 +313,7 @@ class Database:
                 cursor.execute("BEGIN IMMEDIATE")
             try:
                 yield run
+                self.check_file()
             except BaseException:
                 with suppress(Exception):  # a dead connection cannot roll back
                     if not sqlite:
@@ -290,6 +330,7 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """A connection for one read-only statement (no explicit transaction on SQLite)."""
         with self.engine.connect() as conn:
+            self.check_file()
             yield conn.execution_options(hutch_readonly=True)
 
     @contextmanager
@@ -301,6 +342,7 @@ class Database:
             conn = conn.execution_options(preserve_rowcount=True)
             with conn.begin():
                 yield conn
+                self.check_file()
 
     def dispose(self) -> None:
         self.engine.dispose()
