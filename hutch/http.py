@@ -104,10 +104,14 @@ def log_request_ids() -> None:
 
 
 class SegmentRouter:
-    """WSGI middleware: route on the raw path split on '/', empty segments dropped (§2.1).
+    """WSGI middleware: route on the path split on '/', empty segments dropped (§2.1).
 
     ``//api//profile/`` and ``/api/profile`` reach the same view, with no redirect.
-    The raw path is split before decoding, so ``%2F`` stays inside its segment.
+    A server that hands over the raw request target (``RAW_URI``/``REQUEST_URI``:
+    gunicorn, werkzeug's) has it split before decoding, so ``%2F`` stays inside its
+    segment. granian, which ``hutch serve`` runs, gives only the decoded ``PATH_INFO``:
+    there ``%2F`` is a separator like '/' (``/api%2Fprofile`` is the profile). Names
+    are alphanumeric, so this changes only which 404 or 400 such a request gets.
     """
 
     def __init__(self, app):

@@ -297,3 +297,12 @@ def test_a_request_in_flight_when_the_signal_comes_is_answered_and_kept(server, 
     server.start()
     found = server.request("GET", f"/api/safe/drain/coin/{name}", headers=auth(token))
     assert decode_signed(found, jwks(server)).payload["data"] == "x" * 300_000
+
+
+def test_granian_decodes_percent_2f_before_routing(server, token):
+    """What hutch/http.py SegmentRouter says: granian gives no raw path, so under
+    ``hutch serve`` ``%2F`` separates segments (the test client keeps it, test_http.py)."""
+    assert send_json(server, "PUT", "/api/profile", token, {"name": "Live"}).status_code == 200
+    for target in ("/api%2Fprofile", "/api%2fprofile/"):
+        answer = server.request("GET", target, headers=auth(token))
+        assert decode_signed(answer, jwks(server)).payload["name"] == "Live"
