@@ -48,6 +48,7 @@ OPERATIONS: dict[str, tuple[str, str | None, str | None, bool]] = {
     "openapi.openapi_document": ("This document", None, None, False),
 }
 UNDOCUMENTED = {"webapp.static_file"}  # the optional static web app, not an API
+NEVER_404 = {("put", "/profile"), ("delete", "/profile"), ("get", "/safe")}
 _PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 ERROR = {"type": "object", "properties": {"error": {"type": "string"},
@@ -85,7 +86,9 @@ def _operation(endpoint: str, method: str, path: str) -> dict[str, Any]:
         if path != "/profile":
             responses["403"] = {"description": "The caller has no profile yet",
                                 "content": {"application/json": {"schema": ERROR}}}
-        if method != "post" or "{safe}" in path:
+        # No 404 where the route always finds what it acts on: the profile upsert and
+        # delete (200 even with no profile), the list of safes, a safe's creation.
+        if (method, path) not in NEVER_404 and (method != "post" or "{safe}" in path):
             responses["404"] = {"description": "Not found",
                                 "content": {"application/json": {"schema": ERROR}}}
     if request_schema:
