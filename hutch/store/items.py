@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Column, String, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Column, Integer, String, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hutch.errors import NotFound, ProfileNotSet, ValidationFailed
@@ -63,11 +63,13 @@ class Items:
         columns = [table.c[column] for _, column in kind.shape]
         mutable = kind.mutable
 
-        def lookup(named: bool):
+        def lookup(named: bool, paged: bool = False):
             """One query: the profile, LEFT JOIN the safe, LEFT JOIN its item(s)."""
             condition = deleted == NOT_DELETED
             if named:
                 condition &= name == bindparam("name")
+            if paged:  # keyset pagination: in the join, so a safe with no more items has a row
+                condition &= ident > bindparam("after", type_=Integer())
             joined = profile.outerjoin(
                 safe, (sc.hp_id == profile.c.hp_id) & (sc.hs_name == bindparam("safe"))
                 & (sc.hs_deleted == NOT_DELETED),
@@ -76,6 +78,7 @@ class Items:
                     .select_from(joined).where(ACTIVE_PROFILE).order_by(ident))
 
         self._list = lookup(named=False)
+        self._page = lookup(named=False, paged=True).limit(bindparam("limit", type_=Integer()))
         self._get = lookup(named=True).limit(1)
         self._taken = (select(ident).where(owned, name == bindparam("name"), deleted == NOT_DELETED)
                        .limit(1))
@@ -109,6 +112,21 @@ class Items:
         if rows[0].hs_id is None:
             raise NotFound()  # §13.10: a missing safe is 404, not an empty list.
         return rows[0].hp_sign_kid, [self._shape(r) for r in rows if r[-1] is not None]
+
+    def list_page(self, sub: str, safe_name: str, after: int,
+                  limit: int) -> tuple[str | None, list[dict[str, Any]], int | None]:
+        """At most ``limit`` items with ids above ``after``, in id order, and the id to
+        continue after (None when nothing remains): one query, asking for one row more."""
+        rows = self.db.select(self._page, {"sub": sub, "safe": safe_name, "after": after,
+                                           "limit": limit + 1})
+        if not rows:
+            raise ProfileNotSet()
+        if rows[0].hs_id is None:
+            raise NotFound()  # §13.10, as for the whole list
+        kid = rows[0].hp_sign_kid
+        found = [row for row in rows if row[-1] is not None]
+        last = found[limit - 1][-1] if len(found) > limit else None
+        return kid, [self._shape(row) for row in found[:limit]], last
 
     def get(self, sub: str, safe_name: str, name: str) -> tuple[str | None, dict[str, Any]]:
         rows = self.db.select(self._get, {"sub": sub, "safe": safe_name, "name": name})
