@@ -25,9 +25,10 @@ from flask_limiter import ApplicationLimit, Limiter, RequestLimit
 from limits.errors import ConfigurationError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from hutch.errors import too_many_requests
+from hutch.errors import QuotaExceeded, too_many_requests
 from hutch.http import is_api_path
 from hutch.settings import ConfigError, RateLimitSettings
+from hutch.store import quota
 
 # Bounds the stall of a request when a networked storage stops answering.
 STORAGE_TIMEOUT_SECONDS = 0.5
@@ -195,3 +196,50 @@ def limit_users(app: Flask, rl: RateLimitSettings) -> Limiter | None:
     return _install(app, rl, authenticated_user, [
         ApplicationLimit(rl.per_user, key_function=authenticated_user, scope="user"),
     ], skip=_not_authenticated)
+
+
+# The writes the storage quota weighs: endpoint -> the row the write replaces (None: a new one).
+QUOTA_WRITES: dict[str, quota.Target] = {
+    "profile.put_profile": "profile",
+    "safes.create_safe": None,
+    "safes.update_safe": "safe",
+    "safe_keys.create_item": None,
+    "safe_keys.update_item": "key",
+    "coins.create_item": None,
+    "coins.update_item": "coin",
+}
+
+
+def limit_storage(app: Flask, quota_bytes: int) -> None:
+    """Register the storage quota (README "Storage quota"); call after the authentication
+    gate. Without a quota nothing is registered, so no request pays for it.
+
+    A write is weighed before its body is read: its body's size (the strings it stores
+    cannot be longer), the name it keeps from the URL and ``quota.ROW_BYTES``, against
+    what the caller stores without the row it replaces. The check is not in the write's
+    transaction: writes of one user running at the same moment each see the usage
+    before the others, so a burst of k parallel writes can pass the quota by at most the
+    k - 1 other writes' sizes (tests/test_quota.py measures it).
+    """
+    if not quota_bytes:
+        return
+
+    def check_quota() -> None:
+        if request.endpoint not in QUOTA_WRITES or "access" not in g:
+            return
+        target, args = QUOTA_WRITES[request.endpoint], request.view_args or {}
+        size = request.content_length
+        if size is None:  # a chunked body: read it (max_body_bytes still applies)
+            size = len(request.get_data(cache=True))
+        elif size > (current_app.config.get("MAX_CONTENT_LENGTH") or size):
+            return  # the view's 413 says more than a 507 would
+        kept = args.get("item") if target in ("key", "coin") else (
+            args.get("safe") if target == "safe" else "")
+        needed = size + len((kept or "").encode()) + (
+            0 if target == "profile" else quota.ROW_BYTES)
+        db = current_app.extensions["hutch"].db
+        used = quota.usage(db, g.access.sub, target, args.get("safe"), args.get("item"))
+        if used + needed > quota_bytes:
+            raise QuotaExceeded(quota_bytes, used, needed)
+
+    app.before_request(check_quota)
