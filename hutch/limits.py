@@ -8,7 +8,10 @@ Two limiters sit on either side of the authentication gate (hutch/http.py):
   ``public`` bounds what needs no token (configuration, JWKS, OpenAPI, web app,
   preflights). A flood from one address never touches another address's budget.
 - by user, after the gate: ``per_user`` is keyed by the validated token's ``sub``,
-  so bad tokens cannot spend a real user's budget.
+  so bad tokens cannot spend a real user's budget. ``exempt_loopback`` spares local
+  processes (the bench, admin scripts) but not a same-host proxy: a loopback peer that
+  sends X-Forwarded-For or Forwarded relays someone else, and is counted. Sending the
+  header only ever costs the sender its own exemption, so it needs no trust.
 
 A limiter fault never fails a request: the storage being down falls back to
 counting in this process, and any other error is logged and ignored.
@@ -73,6 +76,15 @@ def _loopback_exempt() -> bool:
     return _rate_limit().exempt_loopback and _address_key(request.remote_addr or "")[1]
 
 
+def _per_user_exempt() -> bool:
+    """Unauthenticated (nothing to key on), or a local process (see the module docstring)."""
+    if "access" not in g:
+        return True
+    environ = request.environ
+    return (_loopback_exempt() and "HTTP_X_FORWARDED_FOR" not in environ
+            and "HTTP_FORWARDED" not in environ)
+
+
 def _failed_auth_exempt() -> bool:
     return not _on_api()
 
@@ -83,10 +95,6 @@ def _public_exempt() -> bool:
 
 def _auth_failed(_response: Response) -> bool:
     return g.get("auth_failed", False)
-
-
-def _not_authenticated() -> bool:
-    return "access" not in g
 
 
 def _breached(limit: RequestLimit) -> Response:
@@ -195,7 +203,7 @@ def limit_users(app: Flask, rl: RateLimitSettings) -> Limiter | None:
         return None
     return _install(app, rl, authenticated_user, [
         ApplicationLimit(rl.per_user, key_function=authenticated_user, scope="user"),
-    ], skip=_not_authenticated)
+    ], skip=_per_user_exempt)
 
 
 # The writes the storage quota weighs: endpoint -> the row the write replaces (None: a new one).

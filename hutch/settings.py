@@ -57,15 +57,17 @@ class RateLimitSettings:
 
     enabled: bool = True
     storage_uri: str = "memory://"
-    # Per validated token ``sub``; none by default (see README, "Abuse limits").
-    per_user: str = ""
+    # Per validated token ``sub``: bursts of a web front end or a sync pass, imports of
+    # thousands of items a minute, never much of the server (README, "Abuse limits").
+    per_user: str = "300/second;6000/minute"
     # Per client address, counting only failed authentications.
     failed_auth: str = "60/minute"
     # Per client address, on what needs no token: configuration, JWKS, OpenAPI, web app, OPTIONS.
     public: str = "1200/minute"
     # werkzeug ProxyFix x_for hops; 0 never trusts X-Forwarded-For.
     trusted_proxies: int = 0
-    # Loopback peers are local processes, or a same-host proxy whose clients all share 127.0.0.1.
+    # Loopback peers are local processes, or a same-host proxy whose clients all share 127.0.0.1;
+    # the per-user limit still counts a loopback peer that forwards (X-Forwarded-For, Forwarded).
     exempt_loopback: bool = True
     key_prefix: str = "hutch"
 
