@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Column, Integer, String, Table, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from hutch.errors import NotFound, ProfileNotSet, ValidationFailed
@@ -68,8 +79,20 @@ class Items:
             condition = deleted == NOT_DELETED
             if named:
                 condition &= name == bindparam("name")
-            if paged:  # keyset pagination: in the join, so a safe with no more items has a row
-                condition &= ident > bindparam("after", type_=Integer())
+            if paged:
+                # Keyset pagination. The page's ids are chosen first, from the safe's index,
+                # so only its rows are read: ordering whole rows would read (and sort) every
+                # item's data. `id + 0` keeps planners off the primary key, whose walk
+                # from the cursor would cross every user's rows; the cost stays with the
+                # safe's own size. In the join, so a safe with no more items still has a row.
+                key = ident + literal_column("0")
+                page = (select(ident.label("page_id"))
+                        .where(owned, deleted == NOT_DELETED,
+                               key > bindparam("after", type_=Integer()))
+                        .order_by(key).limit(bindparam("limit", type_=Integer()))
+                        .subquery("page"))
+                # IN (SELECT ... FROM (... LIMIT)): MariaDB refuses LIMIT right inside IN.
+                condition &= ident.in_(select(page.c.page_id))
             joined = profile.outerjoin(
                 safe, (sc.hp_id == profile.c.hp_id) & (sc.hs_name == bindparam("safe"))
                 & (sc.hs_deleted == NOT_DELETED),
@@ -78,7 +101,7 @@ class Items:
                     .select_from(joined).where(ACTIVE_PROFILE).order_by(ident))
 
         self._list = lookup(named=False)
-        self._page = lookup(named=False, paged=True).limit(bindparam("limit", type_=Integer()))
+        self._page = lookup(named=False, paged=True)
         self._get = lookup(named=True).limit(1)
         self._taken = (select(ident).where(owned, name == bindparam("name"), deleted == NOT_DELETED)
                        .limit(1))
