@@ -13,6 +13,9 @@ Two limiters sit on either side of the authentication gate (hutch/http.py):
   sends X-Forwarded-For or Forwarded relays someone else, and is counted. Sending the
   header only ever costs the sender its own exemption, so it needs no trust.
 
+The storage quota (``quota_bytes``, ``limit_storage``) is registered here too, after
+the gate: it is an abuse limit on what a user keeps rather than on how often they ask.
+
 A limiter fault never fails a request: the storage being down falls back to
 counting in this process, and any other error is logged and ignored.
 """
