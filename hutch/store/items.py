@@ -10,19 +10,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Integer,
-    String,
-    Table,
-    bindparam,
-    delete,
-    insert,
-    literal_column,
-    select,
-    update,
-)
+from sqlalchemy import Column, String, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import literal_column
 
 from hutch.errors import NotFound, ProfileNotSet, ValidationFailed
 from hutch.store import safes
@@ -88,8 +78,8 @@ class Items:
                 key = ident + literal_column("0")
                 page = (select(ident.label("page_id"))
                         .where(owned, deleted == NOT_DELETED,
-                               key > bindparam("after", type_=Integer()))
-                        .order_by(key).limit(bindparam("limit", type_=Integer()))
+                               key > bindparam("after", type_=ident.type))
+                        .order_by(key).limit(bindparam("limit", type_=ident.type))
                         .subquery("page"))
                 # IN (SELECT ... FROM (... LIMIT)): MariaDB refuses LIMIT right inside IN.
                 condition &= ident.in_(select(page.c.page_id))

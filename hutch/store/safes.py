@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, delete, insert, select, update
+from sqlalchemy import String, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hutch.errors import NotFound, ProfileNotSet, ValidationFailed
@@ -32,14 +32,14 @@ def _joined(named: bool, paged: bool = False):
     if named:
         condition &= s.hs_name == bindparam("safe")
     if paged:  # keyset pagination: in the join, so a profile with no more safes has a row
-        condition &= s.hs_id > bindparam("after", type_=Integer())
+        condition &= s.hs_id > bindparam("after", type_=s.hs_id.type)
     return (select(profile.c.hp_sign_kid, s.hs_id, *_COLUMNS)
             .select_from(profile.outerjoin(safe, condition))
             .where(ACTIVE_PROFILE).order_by(s.hs_id))
 
 
 _LIST = _joined(named=False)
-_PAGE = _joined(named=False, paged=True).limit(bindparam("limit", type_=Integer()))
+_PAGE = _joined(named=False, paged=True).limit(bindparam("limit", type_=s.hs_id.type))
 _GET = _joined(named=True).limit(1)
 _PROFILE_ID = select(profile.c.hp_id).where(ACTIVE_PROFILE).limit(1)
 _TAKEN = ACTIVE_IDS.limit(1)
