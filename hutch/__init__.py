@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from hutch.errors import register_error_handlers
     from hutch.extensions import build_hutch
     from hutch.http import register_http
-    from hutch.limits import limit_addresses, limit_users, trust_proxies
+    from hutch.limits import limit_addresses, limit_storage, limit_users, trust_proxies
     from hutch.settings import load_settings
 
     settings = settings or load_settings(None)
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     limit_addresses(app, settings.rate_limit)
     register_http(app)
     limit_users(app, settings.rate_limit)
+    limit_storage(app, settings.quota_bytes)
     trust_proxies(app, settings.rate_limit)
     prefix = "/" + settings.api_prefix
     for blueprint in (profile.bp, safes.bp, safe_keys.bp, coins.bp):

@@ -66,6 +66,17 @@ class ServiceUnavailable(HutchError):
     message = "a backing service is unavailable, try again shortly"
 
 
+class QuotaExceeded(HutchError):
+    """507 Insufficient Storage (RFC 4918 §11.5): the write would pass ``quota_bytes``."""
+
+    status = 507
+    error = "insufficient storage"
+
+    def __init__(self, quota: int, used: int, needed: int):
+        super().__init__(f"storage quota exceeded: this write needs {needed} bytes and "
+                         f"{used} of your {quota} bytes are in use; delete something first")
+
+
 class AuthError(HutchError):
     """401 (403 for insufficient scope) with a challenge for ``scheme``."""
 

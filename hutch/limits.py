@@ -8,7 +8,13 @@ Two limiters sit on either side of the authentication gate (hutch/http.py):
   ``public`` bounds what needs no token (configuration, JWKS, OpenAPI, web app,
   preflights). A flood from one address never touches another address's budget.
 - by user, after the gate: ``per_user`` is keyed by the validated token's ``sub``,
-  so bad tokens cannot spend a real user's budget.
+  so bad tokens cannot spend a real user's budget. ``exempt_loopback`` spares local
+  processes (the bench, admin scripts) but not a same-host proxy: a loopback peer that
+  sends X-Forwarded-For or Forwarded relays someone else, and is counted. Sending the
+  header only ever costs the sender its own exemption, so it needs no trust.
+
+The storage quota (``quota_bytes``, ``limit_storage``) is registered here too, after
+the gate: it is an abuse limit on what a user keeps rather than on how often they ask.
 
 A limiter fault never fails a request: the storage being down falls back to
 counting in this process, and any other error is logged and ignored.
@@ -25,9 +31,10 @@ from flask_limiter import ApplicationLimit, Limiter, RequestLimit
 from limits.errors import ConfigurationError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from hutch.errors import too_many_requests
+from hutch.errors import QuotaExceeded, too_many_requests
 from hutch.http import is_api_path
 from hutch.settings import ConfigError, RateLimitSettings
+from hutch.store import quota
 
 # Bounds the stall of a request when a networked storage stops answering.
 STORAGE_TIMEOUT_SECONDS = 0.5
@@ -72,6 +79,15 @@ def _loopback_exempt() -> bool:
     return _rate_limit().exempt_loopback and _address_key(request.remote_addr or "")[1]
 
 
+def _per_user_exempt() -> bool:
+    """Unauthenticated (nothing to key on), or a local process (see the module docstring)."""
+    if "access" not in g:
+        return True
+    environ = request.environ
+    return (_loopback_exempt() and "HTTP_X_FORWARDED_FOR" not in environ
+            and "HTTP_FORWARDED" not in environ)
+
+
 def _failed_auth_exempt() -> bool:
     return not _on_api()
 
@@ -82,10 +98,6 @@ def _public_exempt() -> bool:
 
 def _auth_failed(_response: Response) -> bool:
     return g.get("auth_failed", False)
-
-
-def _not_authenticated() -> bool:
-    return "access" not in g
 
 
 def _breached(limit: RequestLimit) -> Response:
@@ -194,4 +206,51 @@ def limit_users(app: Flask, rl: RateLimitSettings) -> Limiter | None:
         return None
     return _install(app, rl, authenticated_user, [
         ApplicationLimit(rl.per_user, key_function=authenticated_user, scope="user"),
-    ], skip=_not_authenticated)
+    ], skip=_per_user_exempt)
+
+
+# The writes the storage quota weighs: endpoint -> the row the write replaces (None: a new one).
+QUOTA_WRITES: dict[str, quota.Target] = {
+    "profile.put_profile": "profile",
+    "safes.create_safe": None,
+    "safes.update_safe": "safe",
+    "safe_keys.create_item": None,
+    "safe_keys.update_item": "key",
+    "coins.create_item": None,
+    "coins.update_item": "coin",
+}
+
+
+def limit_storage(app: Flask, quota_bytes: int) -> None:
+    """Register the storage quota (README "Storage quota"); call after the authentication
+    gate. Without a quota nothing is registered, so no request pays for it.
+
+    A write is weighed before its body is read: its body's size (the strings it stores
+    cannot be longer), the name it keeps from the URL and ``quota.ROW_BYTES``, against
+    what the caller stores without the row it replaces. The check is not in the write's
+    transaction: writes of one user running at the same moment each see the usage
+    before the others, so a burst of k parallel writes can pass the quota by at most the
+    k - 1 other writes' sizes (tests/test_quota.py measures it).
+    """
+    if not quota_bytes:
+        return
+
+    def check_quota() -> None:
+        if request.endpoint not in QUOTA_WRITES or "access" not in g:
+            return
+        target, args = QUOTA_WRITES[request.endpoint], request.view_args or {}
+        size = request.content_length
+        if size is None:  # a chunked body: read it (max_body_bytes still applies)
+            size = len(request.get_data(cache=True))
+        elif size > (current_app.config.get("MAX_CONTENT_LENGTH") or size):
+            return  # the view's 413 says more than a 507 would
+        kept = args.get("item") if target in ("key", "coin") else (
+            args.get("safe") if target == "safe" else "")
+        needed = size + len((kept or "").encode()) + (
+            0 if target == "profile" else quota.ROW_BYTES)
+        db = current_app.extensions["hutch"].db
+        used = quota.usage(db, g.access.sub, target, args.get("safe"), args.get("item"))
+        if used + needed > quota_bytes:
+            raise QuotaExceeded(quota_bytes, used, needed)
+
+    app.before_request(check_quota)

@@ -57,15 +57,17 @@ class RateLimitSettings:
 
     enabled: bool = True
     storage_uri: str = "memory://"
-    # Per validated token ``sub``; none by default (see README, "Abuse limits").
-    per_user: str = ""
+    # Per validated token ``sub``: bursts of a web front end or a sync pass, imports of
+    # thousands of items a minute, never much of the server (README, "Abuse limits").
+    per_user: str = "300/second;6000/minute"
     # Per client address, counting only failed authentications.
     failed_auth: str = "60/minute"
     # Per client address, on what needs no token: configuration, JWKS, OpenAPI, web app, OPTIONS.
     public: str = "1200/minute"
     # werkzeug ProxyFix x_for hops; 0 never trusts X-Forwarded-For.
     trusted_proxies: int = 0
-    # Loopback peers are local processes, or a same-host proxy whose clients all share 127.0.0.1.
+    # Loopback peers are local processes, or a same-host proxy whose clients all share 127.0.0.1;
+    # the per-user limit still counts a loopback peer that forwards (X-Forwarded-For, Forwarded).
     exempt_loopback: bool = True
     key_prefix: str = "hutch"
 
@@ -90,6 +92,8 @@ class Settings:
     config_path: Path | None = None
     instance_path: Path | None = None
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    # Bytes each user may store (README "Storage quota"); 0 = no quota.
+    quota_bytes: int = 0
 
     @cached_property
     def scopes(self) -> tuple[str, ...]:
@@ -117,6 +121,7 @@ _TOP_KEYS: dict[str, str] = {
     "log_mode": "str",
     "log_file": "path",
     "max_body_bytes": "int",
+    "quota_bytes": "int",
     "use_secure_connection": "bool",
     "secure_connection_key_file": "path",
     "secure_connection_pem_file": "path",
@@ -325,6 +330,10 @@ def _build(flat: dict[str, Any], config_path: Path | None, instance: Path | None
     levels = ("NONE", "ERROR", "WARNING", "INFO", "DEBUG")
     if level not in levels:
         raise ConfigError(f"log_level: expected one of {', '.join(levels)}")
+    quota_bytes = flat.get("quota_bytes", 0)
+    if quota_bytes < 0:
+        raise ConfigError("quota_bytes: must be 0 (no quota) or a number of bytes, "
+                          f"got {quota_bytes}")
     pool_size = flat.get("database.pool_size", 8)
     if not 1 <= pool_size <= 256:
         raise ConfigError("database.pool_size: must be between 1 and 256")
@@ -347,6 +356,7 @@ def _build(flat: dict[str, Any], config_path: Path | None, instance: Path | None
         config_path=config_path,
         instance_path=instance,
         rate_limit=_rate_limit(flat),
+        quota_bytes=quota_bytes,
     )
 
 

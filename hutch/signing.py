@@ -75,6 +75,16 @@ class SigningKeys:
     def has(self, kid: Any) -> bool:
         return isinstance(kid, str) and kid in self._keys
 
+    def secret(self, label: bytes) -> bytes:
+        """32 bytes derived from the private signing keys for ``label`` (HKDF-SHA256,
+        RFC 5869): the same in every worker and every server that shares this JWKS,
+        unknown to anyone without it (list cursors are encrypted with one)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        material = json_bytes([self._keys[kid][1].as_dict(private=True) for kid in self.kids])
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(material)
+
     def resolve(self, kid: str | None) -> str:
         """The kid that signs for a profile: its ``sign_kid``, else the first key (§13.11)."""
         if kid and kid in self._keys:

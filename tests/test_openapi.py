@@ -42,3 +42,21 @@ def test_signed_answers_name_their_payload_schema(client):
     assert items["items"] == {"$ref": "#/components/schemas/Safe"}
     coin_in = document["components"]["schemas"]["CoinInput"]
     assert set(coin_in["required"]) == {"name", "data"}
+
+
+def test_lists_document_their_pages_and_writes_the_quota(client):
+    document = client.get("/openapi.json").get_json()
+    for path in ("/api/safe", "/api/safe/{safe}/key", "/api/safe/{safe}/coin"):
+        listing = document["paths"][path]["get"]
+        query = {p["name"]: p for p in listing["parameters"] if p["in"] == "query"}
+        assert set(query) == {"limit", "after"}
+        assert query["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}
+        payload = listing["responses"]["200"]["content"]["application/jwt"]["x-jws-payload"]
+        assert set(payload["properties"]) == {"list", "next"} and payload["required"] == ["list"]
+        assert "400" in listing["responses"]
+    writes = [(path, method) for path, ops in document["paths"].items()
+              for method, op in ops.items() if "507" in op["responses"]]
+    assert sorted(writes) == sorted([
+        ("/api/profile", "put"), ("/api/safe", "post"), ("/api/safe/{safe}", "put"),
+        ("/api/safe/{safe}/key", "post"), ("/api/safe/{safe}/key/{key}", "put"),
+        ("/api/safe/{safe}/coin", "post"), ("/api/safe/{safe}/coin/{coin}", "put")])

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from flask import Blueprint, Response
 
 from hutch.api.common import current_user, no_content, now, signed, validated
+from hutch.api.paging import requested_page
 from hutch.store.items import Items
 
 
@@ -16,8 +17,13 @@ def item_blueprint(name: str, segment: str, items: Callable[[], Items], schema: 
 
     @bp.get(f"/safe/<safe>/{segment}")
     def list_items(safe: str) -> Response:
-        kid, found = items().list_all(current_user(), safe)
-        return signed({"list": found}, kid)
+        store, sub = items(), current_user()
+        page = requested_page(segment, sub, safe, precheck=lambda: store.locate(sub, safe))
+        if page is None:
+            kid, found = store.list_all(sub, safe)
+            return signed({"list": found}, kid)
+        kid, found, last = store.list_page(sub, safe, page.after, page.limit)
+        return signed(page.answer(found, last), kid)
 
     @bp.post(f"/safe/<safe>/{segment}")
     def create_item(safe: str) -> Response:

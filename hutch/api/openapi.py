@@ -15,7 +15,9 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app
 
 from hutch import __version__
+from hutch.api.paging import MAX_LIMIT
 from hutch.jose import json_bytes
+from hutch.limits import QUOTA_WRITES
 from hutch.schemas import CoinIn, CoinOut, SafeIn, SafeKeyIn, SafeKeyOut, SafeOut, for_update
 
 bp = Blueprint("openapi", __name__)
@@ -54,11 +56,25 @@ _PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 ERROR = {"type": "object", "properties": {"error": {"type": "string"},
                                           "message": {"type": "string"}}}
 MESSAGES = {"type": "array", "items": {"type": "string"}}
+# Lists in pages (hutch/api/paging.py); both absent: the whole list, as the original answers.
+PAGE_PARAMETERS = [
+    {"name": "limit", "in": "query", "required": False,
+     "description": f"Answer at most this many entries, in list order, with `next` while more "
+                    f"remain ({MAX_LIMIT} when only `after` is given)",
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
+    {"name": "after", "in": "query", "required": False,
+     "description": "Continue after the page whose `next` this is (an opaque cursor, valid "
+                    "only for the same list and caller)",
+     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{48}$"}},
+]
+NEXT = {"type": "string", "description": "Only in a page (`limit` or `after` given) after "
+                                         "which entries remain: the `after` of the next page"}
 
 
 def _signed(component: str, is_list: bool) -> dict[str, Any]:
     ref = {"$ref": f"#/components/schemas/{component}"}
-    payload = {"type": "object", "properties": {"list": {"type": "array", "items": ref}},
+    payload = {"type": "object", "properties": {"list": {"type": "array", "items": ref},
+                                                "next": NEXT},
                "required": ["list"]} if is_list else ref
     return {"description": "A JWS signed with the profile's key; iat/exp in its header",
             "content": {"application/jwt": {
@@ -103,6 +119,14 @@ def _operation(endpoint: str, method: str, path: str) -> dict[str, Any]:
         operation["parameters"] = [{"name": n, "in": "path", "required": True,
                                     "schema": {"type": "string", "pattern": "^[A-Za-z0-9]+$"}}
                                    for n in params]
+    if is_list:
+        operation["parameters"] = operation.get("parameters", []) + PAGE_PARAMETERS
+        responses["400"] = {"description": "Bad `limit` or `after`: every problem",
+                            "content": {"application/json": {"schema": MESSAGES}}}
+    if endpoint in QUOTA_WRITES:
+        responses["507"] = {"description": "The write would pass the caller's storage quota "
+                                           "(`quota_bytes`); nothing was written",
+                            "content": {"application/json": {"schema": ERROR}}}
     return operation
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from hutch.api.common import current_user, hutch, no_content, now, signed, validated
+from hutch.api.paging import requested_page
 from hutch.store import safes
 
 bp = Blueprint("safes", __name__)
@@ -12,8 +13,13 @@ bp = Blueprint("safes", __name__)
 
 @bp.get("/safe")
 def list_safes() -> Response:
-    kid, items = safes.list_all(hutch().db, current_user())
-    return signed({"list": items}, kid)
+    db, sub = hutch().db, current_user()
+    page = requested_page("safe", sub, None, precheck=lambda: safes.require_profile(db, sub))
+    if page is None:
+        kid, items = safes.list_all(db, sub)
+        return signed({"list": items}, kid)
+    kid, items, last = safes.list_page(db, sub, page.after, page.limit)
+    return signed(page.answer(items, last), kid)
 
 
 @bp.post("/safe")

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Column, String, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import literal_column
 
 from hutch.errors import NotFound, ProfileNotSet, ValidationFailed
 from hutch.store import safes
@@ -63,11 +64,25 @@ class Items:
         columns = [table.c[column] for _, column in kind.shape]
         mutable = kind.mutable
 
-        def lookup(named: bool):
+        def lookup(named: bool, paged: bool = False):
             """One query: the profile, LEFT JOIN the safe, LEFT JOIN its item(s)."""
             condition = deleted == NOT_DELETED
             if named:
                 condition &= name == bindparam("name")
+            if paged:
+                # Keyset pagination. The page's ids are chosen first, from the safe's index,
+                # so only its rows are read: ordering whole rows would read (and sort) every
+                # item's data. `id + 0` keeps planners off the primary key, whose walk
+                # from the cursor would cross every user's rows; the cost stays with the
+                # safe's own size. In the join, so a safe with no more items still has a row.
+                key = ident + literal_column("0")
+                page = (select(ident.label("page_id"))
+                        .where(owned, deleted == NOT_DELETED,
+                               key > bindparam("after", type_=ident.type))
+                        .order_by(key).limit(bindparam("limit", type_=ident.type))
+                        .subquery("page"))
+                # IN (SELECT ... FROM (... LIMIT)): MariaDB refuses LIMIT right inside IN.
+                condition &= ident.in_(select(page.c.page_id))
             joined = profile.outerjoin(
                 safe, (sc.hp_id == profile.c.hp_id) & (sc.hs_name == bindparam("safe"))
                 & (sc.hs_deleted == NOT_DELETED),
@@ -76,6 +91,7 @@ class Items:
                     .select_from(joined).where(ACTIVE_PROFILE).order_by(ident))
 
         self._list = lookup(named=False)
+        self._page = lookup(named=False, paged=True)
         self._get = lookup(named=True).limit(1)
         self._taken = (select(ident).where(owned, name == bindparam("name"), deleted == NOT_DELETED)
                        .limit(1))
@@ -109,6 +125,21 @@ class Items:
         if rows[0].hs_id is None:
             raise NotFound()  # §13.10: a missing safe is 404, not an empty list.
         return rows[0].hp_sign_kid, [self._shape(r) for r in rows if r[-1] is not None]
+
+    def list_page(self, sub: str, safe_name: str, after: int,
+                  limit: int) -> tuple[str | None, list[dict[str, Any]], int | None]:
+        """At most ``limit`` items with ids above ``after``, in id order, and the id to
+        continue after (None when nothing remains): one query, asking for one row more."""
+        rows = self.db.select(self._page, {"sub": sub, "safe": safe_name, "after": after,
+                                           "limit": limit + 1})
+        if not rows:
+            raise ProfileNotSet()
+        if rows[0].hs_id is None:
+            raise NotFound()  # §13.10, as for the whole list
+        kid = rows[0].hp_sign_kid
+        found = [row for row in rows if row[-1] is not None]
+        last = found[limit - 1][-1] if len(found) > limit else None
+        return kid, [self._shape(row) for row in found[:limit]], last
 
     def get(self, sub: str, safe_name: str, name: str) -> tuple[str | None, dict[str, Any]]:
         rows = self.db.select(self._get, {"sub": sub, "safe": safe_name, "name": name})

@@ -27,16 +27,19 @@ ACTIVE_IDS = (select(s.hs_id).join(profile, profile.c.hp_id == s.hp_id)
               .where(ACTIVE_PROFILE, s.hs_name == bindparam("safe"), s.hs_deleted == NOT_DELETED))
 
 
-def _joined(named: bool):
+def _joined(named: bool, paged: bool = False):
     condition = (s.hp_id == profile.c.hp_id) & (s.hs_deleted == NOT_DELETED)
     if named:
         condition &= s.hs_name == bindparam("safe")
+    if paged:  # keyset pagination: in the join, so a profile with no more safes has a row
+        condition &= s.hs_id > bindparam("after", type_=s.hs_id.type)
     return (select(profile.c.hp_sign_kid, s.hs_id, *_COLUMNS)
             .select_from(profile.outerjoin(safe, condition))
             .where(ACTIVE_PROFILE).order_by(s.hs_id))
 
 
 _LIST = _joined(named=False)
+_PAGE = _joined(named=False, paged=True).limit(bindparam("limit", type_=s.hs_id.type))
 _GET = _joined(named=True).limit(1)
 _PROFILE_ID = select(profile.c.hp_id).where(ACTIVE_PROFILE).limit(1)
 _TAKEN = ACTIVE_IDS.limit(1)
@@ -72,6 +75,18 @@ def list_all(db: Database, sub: str) -> tuple[str | None, list[dict[str, Any]]]:
     if not rows:
         raise ProfileNotSet()
     return rows[0].hp_sign_kid, [_shape(row) for row in rows if row.hs_id is not None]
+
+
+def list_page(db: Database, sub: str, after: int,
+              limit: int) -> tuple[str | None, list[dict[str, Any]], int | None]:
+    """At most ``limit`` safes with ids above ``after``, in id order, and the id to
+    continue after (None when nothing remains): one query, asking for one row more."""
+    rows = db.select(_PAGE, {"sub": sub, "after": after, "limit": limit + 1})
+    if not rows:
+        raise ProfileNotSet()
+    found = [row for row in rows if row.hs_id is not None]
+    last = found[limit - 1].hs_id if len(found) > limit else None
+    return rows[0].hp_sign_kid, [_shape(row) for row in found[:limit]], last
 
 
 def get(db: Database, sub: str, name: str) -> tuple[str | None, dict[str, Any]]:

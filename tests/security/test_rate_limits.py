@@ -119,11 +119,47 @@ def test_retry_after_counts_down_the_window(limited):
     assert int(answer.headers["Retry-After"]) > 60
 
 
-def test_no_per_user_limit_by_default(limited):
-    """The default leaves authenticated traffic alone (load tests drive one user hard)."""
+DEFAULT_BURST = 300  # RateLimitSettings.per_user: "300/second;6000/minute"
+
+
+def test_a_per_user_limit_by_default(limited):
+    """The default lets a burst of 300 through (a web front end opening ~150 safes at
+    once), then 429: fixed windows of one second, so the burst may straddle two, and at
+    worst the minute's 6,000 stops it."""
     _, user = limited()
     alice = user("alice")
-    assert all(alice.get("/api/profile").status_code == 404 for _ in range(100))
+    assert all(alice.get("/api/profile").status_code == 404 for _ in range(DEFAULT_BURST))
+    for _ in range(2 * 6000):
+        answer = alice.get("/api/profile")
+        if answer.status_code != 404:
+            break
+    assert_too_many(answer)
+
+
+def test_local_processes_skip_the_per_user_limit_but_a_same_host_proxy_does_not(limited):
+    """exempt_loopback spares the bench and scripts on the host (no forwarding header);
+    a proxy on the host sends X-Forwarded-For or Forwarded, and its clients are counted
+    per user even without trusted_proxies (the header only costs its sender)."""
+    _, user = limited(per_user="3/minute")
+    local = user("alice", "127.0.0.1")
+    assert all(local.get("/api/profile").status_code == 404 for _ in range(DEFAULT_BURST))
+    for header in ({"X-Forwarded-For": "203.0.113.7"}, {"Forwarded": "for=203.0.113.7"}):
+        proxied = user(f"bob-{len(header)}{next(iter(header))}", "127.0.0.1")
+        codes = [proxied.get("/api/profile", headers=header).status_code for _ in range(4)]
+        assert codes == [404, 404, 404, 429]
+
+
+def test_loopback_can_be_limited_per_user_too(limited):
+    _, user = limited(per_user="2/minute", exempt_loopback=False)
+    local = user("alice", "::1")
+    assert [local.get("/api/profile").status_code for _ in range(3)] == [404, 404, 429]
+
+
+def test_the_default_never_stops_the_bench_from_loopback(limited):
+    """bench/ drives one user at thousands of requests a second from 127.0.0.1."""
+    _, user = limited()
+    bench = user("bench", "127.0.0.1")
+    assert all(bench.get("/api/profile").status_code == 404 for _ in range(3 * DEFAULT_BURST))
 
 
 # Failed authentication per address ------------------------------------------------------
@@ -374,7 +410,7 @@ def test_redis_honours_x_forwarded_for_through_trusted_hops(make_app, redis_pref
 def test_defaults():
     defaults = RateLimitSettings()
     assert defaults.enabled and defaults.storage_uri == "memory://"
-    assert defaults.per_user == "" and defaults.trusted_proxies == 0
+    assert defaults.per_user == "300/second;6000/minute" and defaults.trusted_proxies == 0
     assert defaults.failed_auth == "60/minute" and defaults.public == "1200/minute"
     assert defaults.exempt_loopback
 
