@@ -56,7 +56,7 @@ def _decode_json(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
-def _valid_sub(sub: str) -> bool:
+def valid_sub(sub: str) -> bool:
     """Non-empty, at most 128 UTF-8 bytes, no control character, no lone surrogate."""
     if not sub or len(sub) > MAX_SUB_BYTES or _CONTROL.search(sub):
         return False
@@ -159,7 +159,7 @@ class TokenValidator:
             # lifetimes the operator did not allow (max_token_lifetime, default 24 h).
             raise _invalid("The access token lifetime (exp - iat) exceeds max_token_lifetime")
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not _valid_sub(sub):
+        if not isinstance(sub, str) or not valid_sub(sub):
             raise _invalid("The access token sub is invalid")
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
