@@ -171,9 +171,8 @@ def _coerce(key: str, kind: str, value: Any, base: Path, *, from_env: bool = Fal
     Only environment values are parsed from strings: in TOML, ``port = "4890"`` is a
     string where a number belongs, refused rather than guessed at.
     """
-    if kind in ("int", "bool", "mimes") and isinstance(value, str) and not from_env:
-        expected = {"int": "an integer", "bool": "true or false",
-                    "mimes": "a list of {extension, mime_type} or a table"}[kind]
+    if kind in ("int", "bool") and isinstance(value, str) and not from_env:
+        expected = "an integer" if kind == "int" else "true or false"
         raise ConfigError(f"{key}: expected {expected}, got the string {value!r} "
                           "(write it without quotes)")
     if kind == "int":
