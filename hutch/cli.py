@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from hutch.store import migrate
 
 EXIT_CONFIG = 2
+DEFAULT_TOKEN_LIFETIME = 3600
 log = logging.getLogger("hutch")
 
 
@@ -45,6 +46,9 @@ def _prepare(settings: Settings, announce: bool, confirm: bool = False) -> list[
         created.append(f"signing keys    {settings.sign_key}")
     if ensure_local_issuer(settings):
         created.append(f"local issuer    {settings.oidc.local_issuer_key}")
+    # An unreadable or broken key file is an error here, not "nothing to do".
+    SigningKeys.load(settings.sign_key, settings.sign_exp)
+    warn_exposed_keys(settings)
     url = make_url(settings.database.url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         if not Path(url.database).exists():
@@ -56,9 +60,6 @@ def _prepare(settings: Settings, announce: bool, confirm: bool = False) -> list[
                 raise ConfigError(f"database.url: cannot create the SQLite file {url.database}"
                                   f" ({exc.strerror}: {exc.filename})") from None
             created.append(f"SQLite database {url.database}")
-    # An unreadable or broken key file is an error here, not "nothing to do".
-    SigningKeys.load(settings.sign_key, settings.sign_exp)
-    warn_exposed_keys(settings)
     before, after = _upgrade_schema(settings, confirm)
     if before != after:
         created.append(f"database schema {before or 'empty'} -> {after}")
@@ -110,7 +111,7 @@ def _warn_before_removing(steps: list[migrate.Step], confirmed: bool) -> None:
     for step in removing:
         log.warning("migration %s deletes %s: back up the database first (a copy of the "
                     "SQLite file, mariadb-dump, pg_dump)", step.revision, step.removes_data)
-    if confirmed or not sys.stdin.isatty():
+    if confirmed or sys.stdin is None or not sys.stdin.isatty():
         return
     answer = input("Back up first. Apply these migrations now? [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
@@ -175,6 +176,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     if not valid_sub(args.sub):
         raise CommandError(f"--sub: must be 1 to {MAX_SUB_BYTES} UTF-8 bytes without control "
                            "characters (the server refuses any other sub)")
+    if args.lifetime is None:
+        args.lifetime = min(DEFAULT_TOKEN_LIFETIME, settings.max_token_lifetime)
     if args.lifetime <= 0:
         raise CommandError("--lifetime: must be a positive number of seconds")
     if args.lifetime > settings.max_token_lifetime:
@@ -291,9 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the user (token sub), 1-128 bytes (default: hutch-user)")
     token.add_argument("--scope", help="space-separated scopes, including one the server "
                                        "requires (default: hutch_scope)")
-    token.add_argument("--lifetime", type=int, default=3600, metavar="SECONDS",
+    token.add_argument("--lifetime", type=int, metavar="SECONDS",
                        help="seconds until the token expires, at most max_token_lifetime "
-                            "(default: 3600)")
+                            f"(default: {DEFAULT_TOKEN_LIFETIME}, or max_token_lifetime if less)")
     token.set_defaults(func=cmd_token)
     return parser
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from hutch import server as hutch_server
 from hutch.cli import build_parser, main
+from hutch.jose import b64url_decode
 from hutch.signing import generate_jwks
 from hutch.store import migrate
 from hutch.store.db import DatabaseSettings, create_db_engine
@@ -347,6 +348,10 @@ def test_token_lifetime_follows_max_token_lifetime(tmp_path, embedded):
                cwd=tmp_path, env=env)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.count(".") == 2
+    # Without --lifetime: an hour, or max_token_lifetime when that is shorter.
+    default = hutch("token", cwd=tmp_path, env=env)
+    claims = json.loads(b64url_decode(default.stdout.strip().split(".")[1]))
+    assert claims["exp"] - claims["iat"] == 600
 
 
 # 12. --version, help texts, db upgrade's warning, db current ---------------------------
