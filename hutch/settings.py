@@ -173,8 +173,9 @@ def _coerce(key: str, kind: str, value: Any, base: Path, *, from_env: bool = Fal
     """
     if kind in ("int", "bool") and isinstance(value, str) and not from_env:
         expected = "an integer" if kind == "int" else "true or false"
-        raise ConfigError(f"{key}: expected {expected}, got the string {value!r} "
-                          "(write it without quotes)")
+        bare = value.strip().lstrip("+-").isdigit() or value.strip() in ("true", "false")
+        raise ConfigError(f"{key}: expected {expected}, got the string {value!r}"
+                          + (" (write it without quotes)" if bare else ""))
     if kind == "int":
         if isinstance(value, str):
             try:
