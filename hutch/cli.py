@@ -217,7 +217,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("database.url: the schema is not current; run 'hutch db upgrade' "
                           "(or 'hutch init')")
     warn_stale_sign_kids(ext)
-    warn_exposed_keys(settings)
+    if settings.config_path is not None:  # the embedded default's were checked by _prepare
+        warn_exposed_keys(settings)
     if not settings.oidc.is_local and settings.oidc.aud is None:
         # RFC 9068 §4: without an audience check, a token the provider issued for any
         # other API of the same provider (same iss, same scope name) opens this one.

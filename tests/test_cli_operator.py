@@ -308,6 +308,12 @@ def test_serve_on_the_embedded_default_does_not_ask_for_aud(tmp_path, served, ca
     with caplog.at_level(logging.WARNING):
         assert main(["serve"]) == 0
     assert not any("oidc.aud" in r.getMessage() for r in caplog.records)
+    (tmp_path / "inst" / "sign.jwks").chmod(0o644)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert main(["serve"]) == 0
+    exposed = [r.getMessage() for r in caplog.records if "0644" in r.getMessage()]
+    assert len(exposed) == 1 and "sign_key" in exposed[0], exposed  # said once
 
 
 # 6. hutch token refuses what the server would refuse ------------------------------------
