@@ -60,6 +60,17 @@ class ValidationFailed(HutchError):
         self.messages = messages
 
 
+class BodyRefused(ValidationFailed):
+    """A JSON body whose fault can be named: a repeated member, a huge number, deep nesting.
+
+    Still the §6 shape (400, a JSON array), with one message that says what is wrong
+    instead of the resource's "must be a JSON object".
+    """
+
+    def __init__(self, message: str):
+        super().__init__([message])
+
+
 class ServiceUnavailable(HutchError):
     status = 503
     error = "service unavailable"

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 def build_hutch(settings: Settings) -> Hutch:
     signing = SigningKeys.load(settings.sign_key, settings.sign_exp)
     db = Database(create_db_engine(settings.database, must_exist=True))
-    validator = TokenValidator(settings.oidc, key_source(settings.oidc), settings.scopes)
+    validator = TokenValidator(settings.oidc, key_source(settings.oidc), settings.scopes,
+                               max_lifetime=settings.max_token_lifetime)
     authenticator = Authenticator(settings, validator, ReplayCache(db))
     schemas = {
         "profile": ProfileIn(signing.kids),

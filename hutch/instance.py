@@ -8,8 +8,10 @@ production deployments configure ``[oidc]``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -21,14 +23,43 @@ from hutch.jose import json_bytes, sign_compact
 from hutch.settings import LOCAL_ISSUER, ConfigError, Settings
 from hutch.signing import generate_jwks
 
+log = logging.getLogger(__name__)
 
-def write_private(path: Path, document: dict[str, Any]) -> None:
-    """Write a private JWKS readable by its owner only."""
+
+def write_private(path: Path, document: dict[str, Any], *, replace: bool = False) -> None:
+    """Write a private JWKS readable by its owner only; FileExistsError if it exists.
+
+    The file is created with mode 0600 (O_EXCL: never through a planted symlink), so
+    the key is never readable by others, not even between a write and a chmod.
+    ``replace`` writes a new file beside it and renames it over the old one.
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
+    target = path.with_name(f".{path.name}.{secrets.token_hex(6)}") if replace else path
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2)
+            handle.write("\n")
+        if replace:
+            os.replace(target, path)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def warn_exposed_keys(settings: Settings) -> None:
+    """Log a warning for each private key file that group or others may read or write."""
+    named = [("sign_key", settings.sign_key)]
+    if settings.oidc.local_issuer_key is not None:
+        named.append(("local issuer key", settings.oidc.local_issuer_key))
+    for label, path in named:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            continue  # missing or unreadable: reported where the file is read
+        if mode & 0o077:
+            log.warning("%s %s is open to group or others (mode %04o): anyone who can read "
+                        "it can sign as this server; chmod 600 it", label, path, mode)
 
 
 def refuse_lost_database(settings: Settings) -> None:

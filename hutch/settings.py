@@ -89,6 +89,8 @@ class Settings:
     log_level: str = "INFO"
     access_log: bool = True
     max_body_bytes: int = 17 * 1024 * 1024
+    # Longest access-token lifetime (exp - iat) accepted, in seconds.
+    max_token_lifetime: int = 86400
     config_path: Path | None = None
     instance_path: Path | None = None
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
@@ -122,6 +124,7 @@ _TOP_KEYS: dict[str, str] = {
     "log_file": "path",
     "max_body_bytes": "int",
     "quota_bytes": "int",
+    "max_token_lifetime": "int",
     "use_secure_connection": "bool",
     "secure_connection_key_file": "path",
     "secure_connection_pem_file": "path",
@@ -167,8 +170,17 @@ _SECTION_KEYS: dict[str, dict[str, str]] = {
 _ENV_SKIP = {"HUTCH_CONFIG", "HUTCH_INSTANCE"}
 
 
-def _coerce(key: str, kind: str, value: Any, base: Path) -> Any:
-    """Check one value's type, converting env strings; resolve relative paths."""
+def _coerce(key: str, kind: str, value: Any, base: Path, *, from_env: bool = False) -> Any:
+    """Check one value's type, converting env strings; resolve relative paths.
+
+    Only environment values are parsed from strings: in TOML, ``port = "4890"`` is a
+    string where a number belongs, refused rather than guessed at.
+    """
+    if kind in ("int", "bool") and isinstance(value, str) and not from_env:
+        expected = "an integer" if kind == "int" else "true or false"
+        bare = value.strip().lstrip("+-").isdigit() or value.strip() in ("true", "false")
+        raise ConfigError(f"{key}: expected {expected}, got the string {value!r}"
+                          + (" (write it without quotes)" if bare else ""))
     if kind == "int":
         if isinstance(value, str):
             try:
@@ -252,10 +264,10 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
             continue
         parts = name[len("HUTCH_") :].lower().split("__")
         if len(parts) == 1 and parts[0] in _TOP_KEYS:
-            flat[parts[0]] = _coerce(name, _TOP_KEYS[parts[0]], value, cwd)
+            flat[parts[0]] = _coerce(name, _TOP_KEYS[parts[0]], value, cwd, from_env=True)
         elif len(parts) == 2 and parts[1] in _SECTION_KEYS.get(parts[0], {}):
             kind = _SECTION_KEYS[parts[0]][parts[1]]
-            flat[".".join(parts)] = _coerce(name, kind, value, cwd)
+            flat[".".join(parts)] = _coerce(name, kind, value, cwd, from_env=True)
     return flat
 
 
@@ -326,6 +338,9 @@ def _build(flat: dict[str, Any], config_path: Path | None, instance: Path | None
     max_body = flat.get("max_body_bytes", 17 * 1024 * 1024)
     if max_body < 1024:
         raise ConfigError("max_body_bytes: must be at least 1024")
+    max_token_lifetime = flat.get("max_token_lifetime", 86400)
+    if max_token_lifetime < 1:
+        raise ConfigError("max_token_lifetime: must be at least 1 second")
     level = flat.get("log_level", "INFO").upper()
     levels = ("NONE", "ERROR", "WARNING", "INFO", "DEBUG")
     if level not in levels:
@@ -351,6 +366,7 @@ def _build(flat: dict[str, Any], config_path: Path | None, instance: Path | None
         log_level=level,
         access_log=flat.get("access_log", True),
         max_body_bytes=max_body,
+        max_token_lifetime=max_token_lifetime,
         database=DatabaseSettings(url=_database_url(flat), pool_size=pool_size),
         oidc=_oidc(flat),
         config_path=config_path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 from flask import Response, current_app, g, request
 
 from hutch.auth import Authenticator
-from hutch.errors import ValidationFailed
+from hutch.errors import BodyRefused, ValidationFailed
 from hutch.settings import Settings
 from hutch.signing import SigningKeys
 from hutch.store.db import Database
@@ -52,6 +53,27 @@ def _reject_constant(name: str) -> None:
     raise _Invalid(name)
 
 
+class _Repeated(Exception):
+    """An object names one member twice (RFC 8259 §4: names SHOULD be unique)."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: a dict, unless a member name repeats.
+
+    Silently keeping the last of two "data" members would store what the client did
+    not mean. Measured: +0.3 µs for a one-object coin body (3.2 -> 3.5 µs), about
+    +0.35 µs per object in bodies made of many (10,000 objects: 2.0 -> 5.5 ms).
+    """
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _Repeated(name)
+            seen.add(name)
+    return document
+
+
 def _clean(value: Any) -> None:
     """Refuse NUL characters and lone surrogates anywhere in the document (§6)."""
     if isinstance(value, str):
@@ -82,11 +104,23 @@ def json_body() -> Any:
     raw = request.get_data(cache=False)
     try:
         text = raw.decode("utf-8")
-        document = json.loads(text, parse_constant=_reject_constant)
+        document = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_object)
         if "\\u" in text:  # NULs and lone surrogates can only come from escapes
             _clean(document)
-    except (UnicodeDecodeError, ValueError, RecursionError, _Invalid):
+    except (UnicodeDecodeError, json.JSONDecodeError, _Invalid):
         return None
+    except _Repeated as repeated:
+        name = json.dumps(str(repeated)[:64])
+        raise BodyRefused(f"member {name} appears more than once in the JSON body") from None
+    except RecursionError:
+        raise BodyRefused("the JSON body is nested too deeply") from None
+    except ValueError as exc:
+        # Not a JSONDecodeError: int() of a number longer than Python's int-string
+        # limit (CVE-2020-10735), valid JSON that would otherwise read as "not JSON".
+        if "integer string conversion" not in str(exc):
+            return None
+        raise BodyRefused(f"a number in the JSON body has more than "
+                          f"{sys.get_int_max_str_digits()} digits") from None
     return document
 
 
@@ -121,7 +155,12 @@ def validated(schema_name: str, precheck, duplicate=None) -> dict[str, Any]:
     ``duplicate(name)`` returns the duplicate message when a valid name is taken,
     so every problem is reported at once, in field order (§6).
     """
-    data, problems = hutch().schemas[schema_name].check(json_body())
+    try:
+        body = json_body()
+    except BodyRefused:
+        precheck()  # §7.5: a missing safe or item still answers 404 first
+        raise
+    data, problems = hutch().schemas[schema_name].check(body)
     if problems:
         precheck()
         if duplicate is not None and "name" in data:

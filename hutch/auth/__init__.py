@@ -14,6 +14,7 @@ from hutch.settings import Settings
 
 # RFC 6750 §2.1 b64token; a comma means the header was sent more than once.
 _TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+_SCHEMES = {"bearer": "Bearer", "dpop": "DPoP"}
 
 
 class Authenticator:
@@ -33,12 +34,13 @@ class Authenticator:
         header = environ.get("HTTP_AUTHORIZATION", "")
         if "," in header:
             raise AuthError("invalid_request", "Send exactly one Authorization header")
-        if header.startswith("Bearer "):
-            scheme, token = "Bearer", header[7:]
-        elif header.startswith("DPoP "):
-            scheme, token = "DPoP", header[5:]
-        else:
+        # RFC 9110 §11.1: the scheme is case-insensitive ("bearer", "DPOP"), and one or
+        # more spaces separate it from the token68.
+        name, _, token = header.partition(" ")
+        scheme = _SCHEMES.get(name.lower())
+        if scheme is None:
             raise AuthError(None, "The access token is missing")
+        token = token.lstrip(" ")
         if not token:
             raise AuthError(None, "The access token is missing", scheme=scheme)
         if not _TOKEN.match(token):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -22,6 +23,9 @@ from hutch.settings import OidcSettings
 
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_SUB_BYTES = 128
+DEFAULT_MAX_LIFETIME = 86400
+# C0 controls and DEL: no identity needs them, and PostgreSQL refuses NUL in text (§4.2, [Q-8]).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ACCEPTED_TYP = ("at+jwt", "application/at+jwt")
 TOKEN_ALGS = tuple(ALGORITHM_KEYS) + tuple(ES256K)
 _ALL_KEYS = {**ALGORITHM_KEYS, **ES256K}
@@ -52,18 +56,31 @@ def _decode_json(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
+def valid_sub(sub: str) -> bool:
+    """Non-empty, at most 128 UTF-8 bytes, no control character, no lone surrogate."""
+    if not sub or len(sub) > MAX_SUB_BYTES or _CONTROL.search(sub):
+        return False
+    try:
+        return len(sub.encode("utf-8")) <= MAX_SUB_BYTES
+    except UnicodeEncodeError:
+        return False
+
+
 class TokenValidator:
     """Turns a bearer string into an ``AccessToken`` or raises ``AuthError``."""
 
     def __init__(self, oidc: OidcSettings, keys: KeySource, scopes: tuple[str, ...],
-                 clock=time.time, cache_size: int = 4096):
+                 clock=time.time, cache_size: int = 4096,
+                 max_lifetime: int = DEFAULT_MAX_LIFETIME):
         self._oidc = oidc
+        self._max_lifetime = max_lifetime
         self._keys = keys
         self._scopes = scopes
         self._clock = clock
-        # Verified tokens by SHA-256, until their exp: signature and claims are not
-        # re-checked on every request (the expiry still is).
-        self._cache: OrderedDict[bytes, AccessToken] = OrderedDict()
+        # Verified tokens by SHA-256, until their exp but never longer than max_lifetime
+        # after they were verified: signature and claims are not re-checked on every
+        # request (the expiry still is).
+        self._cache: OrderedDict[bytes, tuple[AccessToken, int]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._generation = getattr(keys, "generation", 0)
@@ -81,13 +98,15 @@ class TokenValidator:
                 self._generation = generation
         cached = self._cache.get(digest)
         if cached is not None:
-            if cached.exp > now - self._oidc.leeway:
-                return cached
+            access, until = cached
+            if until > now:
+                return access
             with self._lock:
                 self._cache.pop(digest, None)
         access = self._verify(token, now)
+        until = min(access.exp + self._oidc.leeway, now + self._max_lifetime)
         with self._lock:
-            self._cache[digest] = access
+            self._cache[digest] = (access, until)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return access
@@ -135,9 +154,12 @@ class TokenValidator:
             raise _invalid("The access token iat is invalid")
         if nbf is not None and (not is_int(nbf) or nbf > now + leeway):
             raise _invalid("The access token is not valid yet")
+        if exp - iat > self._max_lifetime:
+            # A token valid for years is a stolen credential that never expires: refuse
+            # lifetimes the operator did not allow (max_token_lifetime, default 24 h).
+            raise _invalid("The access token lifetime (exp - iat) exceeds max_token_lifetime")
         sub = claims.get("sub")
-        too_long = isinstance(sub, str) and len(sub.encode("utf-8", "replace")) > MAX_SUB_BYTES
-        if not isinstance(sub, str) or not sub or too_long:
+        if not isinstance(sub, str) or not valid_sub(sub):
             raise _invalid("The access token sub is invalid")
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
@@ -168,8 +190,9 @@ class TokenValidator:
         if wanted is None:
             return  # §4.2: aud is checked only when configured (test tokens carry none).
         if isinstance(aud, str):
-            # §4.7: Glewlwyd puts the granted scopes, space-separated, in aud.
-            if aud == wanted or wanted in aud.split():
+            # RFC 7519 §4.1.3: a string aud is one value, compared whole; splitting it
+            # on spaces let "https://billing.example hutch" pass for "hutch".
+            if aud == wanted:
                 return
         elif isinstance(aud, list) and wanted in aud:
             return

@@ -9,13 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -53,6 +54,32 @@ def current_revision(engine: Engine) -> str | None:
 
 def is_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+@dataclass(frozen=True)
+class Step:
+    """A migration not yet applied."""
+
+    revision: str
+    summary: str
+    #: what it deletes, from the migration module's ``removes_data``; None when nothing
+    removes_data: str | None
+
+
+def pending(engine: Engine) -> list[Step]:
+    """The migrations ``upgrade`` would apply, oldest first."""
+    current = current_revision(engine)
+    script = ScriptDirectory.from_config(_config())
+    steps = [Step(s.revision, next(iter((s.doc or "").strip().splitlines()), ""),
+                  getattr(s.module, "removes_data", None))
+             for s in script.iterate_revisions("head", current or "base")]
+    return steps[::-1]
+
+
+def holds_data(engine: Engine) -> bool:
+    """Whether the database has Hutch's tables (a fresh one has nothing to lose)."""
+    with engine.connect() as conn:
+        return inspect(conn).has_table("h_profile")
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -132,6 +132,14 @@ def test_bound_token_with_a_good_proof_is_accepted(client, idp, keys, name):
     assert api.get(PATH).payload["name"] == "Dpop"
 
 
+@pytest.mark.parametrize("scheme", ["dpop", "DPOP", "Dpop"])
+def test_dpop_scheme_is_case_insensitive(client, holder, scheme):
+    """RFC 9110 §11.1: the auth-scheme is case-insensitive."""
+    assert holder.send(client, "PUT", json={"name": "Cased"}, scheme=scheme).status_code == 200
+    answer = holder.send(client, "GET", scheme=scheme)
+    assert answer.status_code == 200 and answer.mimetype == "application/jwt"
+
+
 def test_rsa_2048_proof_key_is_accepted_despite_a_long_header(client, idp, keys):
     """LIBRARIES.md C2: the encoded header exceeds joserfc's default 512 bytes."""
     user = Holder(idp, keys["rsa"])

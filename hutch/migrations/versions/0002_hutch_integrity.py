@@ -30,6 +30,9 @@ revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+# What this migration deletes: ``hutch db upgrade`` reads it and says to back up first.
+removes_data = ("the rows of deleted profiles, safes, keys and coins (their ciphertext) "
+                "and invisible duplicate rows")
 
 
 class _Named(NamedTuple):
