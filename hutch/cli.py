@@ -131,6 +131,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(app, host, port, workers)
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from hutch.backup import BackupError, backup
+
+    settings = _settings(args)
+    try:
+        print(backup(settings.database, Path(args.file)))
+    except BackupError as exc:
+        print(f"hutch: backup: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from hutch.backup import BackupError, restore
+
+    settings = _settings(args)
+    try:
+        print(restore(settings.database, Path(args.file)))
+    except BackupError as exc:
+        print(f"hutch: restore: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hutch", description="Hutch secret vault API server")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--scope")
     token.add_argument("--lifetime", type=int, default=3600)
     token.set_defaults(func=cmd_token)
+    backup = with_config(commands.add_parser(
+        "backup", help="write a consistent snapshot of the database to FILE"))
+    backup.add_argument("file", metavar="FILE")
+    backup.set_defaults(func=cmd_backup)
+    restore = with_config(commands.add_parser(
+        "restore", help="load a backup FILE into an empty database (any backend)"))
+    restore.add_argument("file", metavar="FILE")
+    restore.set_defaults(func=cmd_restore)
     return parser
 
 
