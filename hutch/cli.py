@@ -144,7 +144,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from hutch.backup import BackupError, restore
+    from hutch.backup import BackupError
+    from hutch.restore import restore
 
     settings = _settings(args)
     try:
