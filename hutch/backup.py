@@ -252,6 +252,9 @@ def _atomic(path: Path) -> Iterator[BinaryIO]:
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(temporary, path)
+    except OSError as exc:  # a full disk, FILE a folder: one line, no partial file
+        temporary.unlink(missing_ok=True)
+        raise BackupError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -157,8 +157,10 @@ def restore(settings: DatabaseSettings, path: Path, progress: Progress | None = 
     source = BackupFile(path)
     source.check_header()
     # The whole file is read and checked before anything is written.
-    for _ in source.rows(parse=False, progress=Progress("restore: checking")):
+    checking = Progress("restore: checking")
+    for _ in source.rows(parse=False, progress=checking):
         pass
+    checking.done()
     revision = source.header["revision"]
     with database_errors("cannot write the database"):
         engine = _target_engine(settings)
@@ -180,9 +182,12 @@ def _target_engine(settings: DatabaseSettings) -> Engine:
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         database = Path(url.database)
         if not database.exists():
-            database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # Ciphertext only, but private like everything else Hutch writes.
-            os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+            try:
+                database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                # Ciphertext only, but private like everything else Hutch writes.
+                os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+            except OSError as exc:
+                raise BackupError(f"cannot create {database}: {exc.strerror}") from None
     return create_db_engine(settings)
 
 

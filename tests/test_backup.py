@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pty
+import re
 import secrets
 import stat
 import subprocess
@@ -429,8 +430,8 @@ def test_a_target_that_is_not_empty_is_refused_unchanged(backend, good_backup, k
         before = _rows(url)
         refused = hutch("restore", str(good_backup), "--config", str(config))
         assert refused.returncode == 2
-        assert refused.stderr == ("hutch: restore: the target database is not empty (h_profile "
-                                  "has rows): restore only into an empty database\n")
+        assert re.fullmatch(r"hutch: restore: the target database is not empty \(h_\w+ has "
+                            r"rows\): restore only into an empty database\n", refused.stderr)
         assert _rows(url) == before
 
 
@@ -471,6 +472,9 @@ def test_backup_refusals_write_no_file(key_files, tmp_path):
     engine.dispose()
     nowhere = hutch("backup", str(tmp_path / "no" / "out"), "--config", str(config))
     assert nowhere.returncode == 2 and "no such folder" in nowhere.stderr
+    folder_named = hutch("backup", str(folder), "--config", str(config))
+    assert folder_named.stderr == f"hutch: backup: cannot write {folder}: Is a directory\n"
+    assert folder_named.returncode == 2 and folder.is_dir()
     assert not out.exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["db"]  # no temporary files
 
@@ -503,6 +507,19 @@ def test_progress_shows_on_a_terminal_only(good_backup, key_files, tmp_path):
         os.close(follower)
     rows = sum(len(found) for found in _read_backup(tmp_path / "tty")[1].values())
     assert f"backup: {rows} rows, " in printed and "MiB" in printed
+    target = _config(tmp_path / "t", key_files, f"sqlite:///{tmp_path / 't' / 'b.db'}")
+    leader, follower = pty.openpty()
+    try:
+        loaded = hutch_process("restore", str(tmp_path / "tty"), "--config", str(target),
+                               stderr=follower)
+        assert loaded.returncode == 0
+        os.set_blocking(leader, False)
+        printed = os.read(leader, 65536).decode()
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert f"restore: checking: {rows} rows, " in printed
+    assert f"restore: {rows} rows, " in printed
 
 
 def test_the_file_format_is_documented_json_lines(good_backup):
