@@ -51,7 +51,7 @@ VERSION = 1
 SKIPPED = frozenset({"h_dpop_jti"})  # transient: see the module docstring
 # Rows fetched per round trip (server-side cursors), and inserted per statement.
 BATCH_ROWS = 500
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BYTES = 4 * 1024 * 1024
 
 
 class BackupError(Exception):

@@ -230,10 +230,14 @@ def _load(conn: Connection, source: BackupFile, progress: Progress) -> None:
         if current is None or current.name != name:
             flush()
             current = known[name]
+        row_size = sum(len(value) for value in values if isinstance(value, str))
+        if size + row_size > BATCH_BYTES:
+            # A large row goes alone: one statement must fit MariaDB's max_allowed_packet.
+            flush()
         batch.append({column.key: decode(value) for column, value in zip(
             current.c, values, strict=True)})
-        size += sum(len(value) for value in values if isinstance(value, str))
-        if len(batch) >= BATCH_ROWS or size >= BATCH_BYTES:
+        size += row_size
+        if len(batch) >= BATCH_ROWS:
             flush()
     flush()
     for table in tables():
