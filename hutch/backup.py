@@ -182,7 +182,7 @@ def _sqlite_copy(database: str | None, scratch: Path) -> Iterator[Path]:
             raise BackupError(f"cannot read the database {database}: {exc}") from None
         yield copy
     finally:
-        for leftover in (copy, Path(f"{copy}-journal")):
+        for leftover in [copy, *(Path(f"{copy}-{end}") for end in ("journal", "wal", "shm"))]:
             leftover.unlink(missing_ok=True)
 
 
