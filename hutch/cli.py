@@ -249,6 +249,31 @@ def _version() -> str:
         return "unknown"
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from hutch.backup import BackupError, backup
+
+    settings = _settings(args)
+    try:
+        print(backup(settings.database, Path(args.file)))
+    except BackupError as exc:
+        print(f"hutch: backup: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from hutch.backup import BackupError
+    from hutch.restore import restore
+
+    settings = _settings(args)
+    try:
+        print(restore(settings.database, Path(args.file)))
+    except BackupError as exc:
+        print(f"hutch: restore: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hutch", description="Hutch secret vault API server")
     parser.add_argument("--version", action="version", version=f"hutch {_version()}")
@@ -305,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds until the token expires, at most max_token_lifetime "
                             f"(default: {DEFAULT_TOKEN_LIFETIME}, or max_token_lifetime if less)")
     token.set_defaults(func=cmd_token)
+    backup = with_config(commands.add_parser(
+        "backup", help="write a consistent snapshot of the database to FILE"))
+    backup.add_argument("file", metavar="FILE")
+    backup.set_defaults(func=cmd_backup)
+    restore = with_config(commands.add_parser(
+        "restore", help="load a backup FILE into an empty database (any backend)"))
+    restore.add_argument("file", metavar="FILE")
+    restore.set_defaults(func=cmd_restore)
     return parser
 
 
