@@ -201,7 +201,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hutch import create_app
     from hutch.extensions import warn_stale_sign_kids
     from hutch.instance import warn_exposed_keys
-    from hutch.server import serve
+    from hutch.server import ensure_port_free, serve
     from hutch.store import migrate
 
     settings = _settings(args)
@@ -234,6 +234,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.bind_address
     port = args.port or settings.port
     workers = args.workers or int(os.environ.get("WEB_CONCURRENCY", 0)) or (os.cpu_count() or 1)
+    ensure_port_free(host, port)
     print(f"Hutch listening on http://{host}:{port}/ ({workers} workers); "
           f"API at {settings.external_url}{settings.api_prefix}; "
           f"database {make_url(settings.database.url).render_as_string()}", flush=True)

@@ -55,6 +55,11 @@ _new_request_id = _RequestIdSource()
 os.register_at_fork(after_in_child=_new_request_id.renew)
 
 
+def make_request_id(incoming: str) -> str:
+    """The client's ``X-Request-Id`` when it is sane, else a new one."""
+    return incoming if _SANE_REQUEST_ID.fullmatch(incoming) else _new_request_id()
+
+
 class RequestIds:
     """WSGI middleware: one id per request, in every log record and in ``X-Request-Id``.
 
@@ -67,8 +72,7 @@ class RequestIds:
         self.app = app
 
     def __call__(self, environ, start_response):
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        rid = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else _new_request_id()
+        rid = make_request_id(environ.get("HTTP_X_REQUEST_ID", ""))
         environ["hutch.request_id"] = rid
 
         def start(status, headers, exc_info=None):
@@ -182,18 +186,21 @@ def unrouted_method(_exc: MethodNotAllowed) -> Response:
     return json_response(NOT_FOUND_BODY, 404)
 
 
+def answer_headers(origin: str | None) -> dict[str, str]:
+    """CORS and caching headers of every answer (§3.1), also those made outside Flask."""
+    headers = {}
+    if origin:
+        headers["Access-Control-Allow-Origin"] = origin
+        if origin != "*":  # §13.12: credentials mean nothing with a wildcard origin
+            headers["Access-Control-Allow-Credentials"] = "true"
+    headers.update({"Cache-Control": "no-store", "Pragma": "no-cache",
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
+    return headers
+
+
 def default_headers(response: Response) -> Response:
     """Headers on every answer (§3.1), plus the security headers we add."""
-    settings = hutch().settings
-    origin = settings.allow_origin
-    if origin:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        if origin != "*":  # §13.12: credentials mean nothing with a wildcard origin
-            response.headers["Access-Control-Allow-Credentials"] = "true"
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers.update(answer_headers(hutch().settings.allow_origin))
     if request.blueprint != "webapp" or response.status_code >= 400:
         response.headers["Content-Security-Policy"] = API_CSP
     else:

@@ -1,13 +1,15 @@
-"""``hutch serve``: the app under granian (HTTP in Rust, the app in forked workers),
-draining gracefully on SIGTERM and SIGINT."""
+"""``hutch serve``: granian's HTTP in Rust, the ASGI bridge (hutch/asgi.py) on each
+forked worker's event loop and the Flask app in its thread pool; drains on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import gc
 import logging
 import multiprocessing.util
 import os
+import socket
 import sys
 import threading
 import time
@@ -22,20 +24,27 @@ from flask import Flask
 os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
 
 from granian import Granian  # noqa: E402
-from granian.constants import HTTPModes, Interfaces  # noqa: E402
+from granian.constants import HTTPModes, Interfaces, Loops  # noqa: E402
 from granian.http import HTTP1Settings  # noqa: E402
 from granian.log import LogLevels  # noqa: E402
+
+from hutch.asgi import Bridge, Limits, Scope  # noqa: E402
 
 GRACEFUL_TIMEOUT = 30
 # Every line says which request it belongs to (hutch/http.py RequestIds).
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
-#: Python threads per worker that run requests. The app is CPU-bound on SQLite
-#: (more threads only queue on the GIL) and waits on the network for MariaDB and
-#: PostgreSQL; four cover both (bench/RESULTS.md).
+#: Python threads per worker that run the app. It is CPU-bound on SQLite (more
+#: threads only queue on the GIL) and waits on the network for MariaDB and
+#: PostgreSQL; four cover both (bench/RESULTS.md). Clients never hold them: bodies
+#: are read and answers written by the event loop (hutch/asgi.py).
 THREADS_PER_WORKER = 4
-#: Requests a worker takes on at once; more wait, cheaply, in the Rust side.
-BACKPRESSURE_PER_WORKER = 64
-#: Request line plus headers: a 100 KB token still reaches the app (JSON 401).
+#: Requests a worker's event loop holds at once; more wait, cheaply, in the Rust side.
+#: A slow client costs a coroutine and its buffers here, not a thread, so this is
+#: sized for many (and for issue 14's open event streams); the pool bounds the work.
+BACKPRESSURE_PER_WORKER = 2048
+#: Request line plus headers: a 100 KB token still reaches the app (JSON 401), more
+#: is 431. granian's own buffer admits up to ~2× its size and answers a bare 431
+#: beyond: the exact limit, with a JSON body, is the bridge's (hutch/asgi.py).
 MAX_HEAD_BYTES = 512 * 1024
 
 
@@ -144,6 +153,15 @@ class AccessLog:
                            f'{_printable(path)} {environ.get("SERVER_PROTOCOL", "-")}" '
                            f'{answer[0]} {answer[1]} {elapsed}ms rid={answer[2]}')
 
+    def refused(self, scope: Scope, status: int, length: int, rid: str,
+                seconds: float) -> None:
+        """The line of a request the bridge answered itself (408, 431, 400 on Host)."""
+        version = scope["http_version"]
+        protocol = "HTTP/1.0" if version in ("1", "1.0") else f"HTTP/{version}"
+        self.lines.add(f'{(scope.get("client") or ("-",))[0]} "{_printable(scope["method"])} '
+                       f'{_printable(scope["path"][:2048])} {protocol}" {status} {length} '
+                       f'{int(seconds * 1000)}ms rid={rid}')
+
 
 def _return_large_buffers_to_the_system() -> None:
     """Give buffers of 256 KiB and more their own mappings, unmapped when freed.
@@ -161,17 +179,47 @@ _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
 def _loader(app: Flask):
-    lines = AccessLines(sys.stdout) if app.extensions["hutch"].settings.access_log else None
-    served = AccessLog(app, lines) if lines is not None else app
+    settings = app.extensions["hutch"].settings
+    lines = AccessLines(sys.stdout) if settings.access_log else None
+    logged = AccessLog(app, lines) if lines is not None else None
+    bridge = Bridge(
+        logged or app,
+        Limits(max_head=MAX_HEAD_BYTES, max_body=settings.max_body_bytes,
+               min_rate=settings.body_min_rate, grace=settings.body_grace),
+        threads=THREADS_PER_WORKER,
+        allow_origin=settings.allow_origin,
+        access=logged.refused if logged is not None else None,
+    )
 
     def load(_target: str):
         # The app was built in the master and forked: each worker opens its own connections.
         app.extensions["hutch"].db.engine.dispose(close=False)
+        bridge.start()
         if lines is not None:
             lines.start()
-        return served
+        return bridge
 
     return load
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse a port another server listens on (issue 10 item 4).
+
+    granian binds with SO_REUSEPORT, so a second server on a taken port would start
+    and the kernel would split connections between the two. A plain socket (with
+    SO_REUSEADDR only, so a restart's TIME_WAIT connections do not count) cannot bind
+    a port that any socket listens on: OSError(EADDRINUSE) naming the port.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(exc.errno, f"port {port} on {host} is in use (another "
+                              "server listens there); choose another with --port") from None
+            raise
 
 
 def serve(app: Flask, host: str, port: int, workers: int) -> int:
@@ -186,10 +234,11 @@ def serve(app: Flask, host: str, port: int, workers: int) -> int:
         "hutch",  # a label only: the loader hands over the app built here
         address=host,
         port=port,
-        interface=Interfaces.WSGI,
+        interface=Interfaces.ASGINL,
+        loop=Loops.uvloop,
         http=HTTPModes.http1,
         workers=workers,
-        blocking_threads=THREADS_PER_WORKER,
+        blocking_threads=1,  # granian's own, for the loop; the app's are the bridge's pool
         backpressure=BACKPRESSURE_PER_WORKER,
         http1_settings=HTTP1Settings(max_buffer_size=MAX_HEAD_BYTES),
         websockets=False,

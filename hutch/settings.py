@@ -96,6 +96,10 @@ class Settings:
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     # Bytes each user may store (README "Storage quota"); 0 = no quota.
     quota_bytes: int = 0
+    # A request body must average this many bytes a second once body_grace seconds have
+    # passed, or the answer is 408 (README "Slow clients"); 0 = no minimum.
+    body_min_rate: int = 1024
+    body_grace: int = 10
 
     @cached_property
     def scopes(self) -> tuple[str, ...]:
@@ -124,6 +128,8 @@ _TOP_KEYS: dict[str, str] = {
     "log_file": "path",
     "max_body_bytes": "int",
     "quota_bytes": "int",
+    "body_min_rate": "int",
+    "body_grace": "int",
     "max_token_lifetime": "int",
     "use_secure_connection": "bool",
     "secure_connection_key_file": "path",
@@ -349,6 +355,13 @@ def _build(flat: dict[str, Any], config_path: Path | None, instance: Path | None
     if quota_bytes < 0:
         raise ConfigError("quota_bytes: must be 0 (no quota) or a number of bytes, "
                           f"got {quota_bytes}")
+    body_min_rate = flat.get("body_min_rate", 1024)
+    if body_min_rate < 0:
+        raise ConfigError(f"body_min_rate: must be 0 (no minimum) or bytes per second, "
+                          f"got {body_min_rate}")
+    body_grace = flat.get("body_grace", 10)
+    if not 1 <= body_grace <= 3600:
+        raise ConfigError(f"body_grace: must be between 1 and 3600 seconds, got {body_grace}")
     pool_size = flat.get("database.pool_size", 8)
     if not 1 <= pool_size <= 256:
         raise ConfigError("database.pool_size: must be between 1 and 256")
@@ -373,6 +386,8 @@ def _build(flat: dict[str, Any], config_path: Path | None, instance: Path | None
         instance_path=instance,
         rate_limit=_rate_limit(flat),
         quota_bytes=quota_bytes,
+        body_min_rate=body_min_rate,
+        body_grace=body_grace,
     )
 
 
