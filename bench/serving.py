@@ -169,7 +169,8 @@ def measure(served: Served, scripts: dict[str, Path], seconds: float) -> dict[st
         rss = proc.RssSampler(lambda: proc.descendants(served.process.pid), interval=0.2)
         with rss:
             attacked = victims_latency(served, victims, seconds)
-    return {"load": os.getloadavg()[0], "quiet": quiet, "attacked": attacked, "cut_off": attack.cut_off,
+    return {"load": os.getloadavg()[0], "quiet": quiet, "attacked": attacked,
+            "cut_off": attack.cut_off,
             "rss_mib": sum(rss.peak.values()) / 1024, "rps": result.rps,
             "cpu_us": cpu / max(1, result.requests) * 1e6, "p99_wrk": result.p99_ms}
 
