@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from hutch.jose import DPOP_ALGS
 from hutch.store.db import DatabaseFileChanged
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,6 @@ def challenge(exc: AuthError, realm: str | None, dpop_algs: str) -> list[str]:
 def _auth_response(exc: AuthError) -> Response:
     response = json_response(error_body(exc.error, exc.message), exc.status)
     settings = current_app.extensions["hutch"].settings
-    from hutch.auth.dpop import DPOP_ALGS
-
     for value in challenge(exc, settings.oidc.realm, " ".join(DPOP_ALGS)):
         response.headers.add("WWW-Authenticate", value)
     return response

@@ -32,6 +32,9 @@ ALGORITHM_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
 }
 ES256K = {"ES256K": ("EC", ("secp256k1",))}
 SIGNING_ALGS = tuple(ALGORITHM_KEYS)
+#: Algorithms a DPoP proof may use (RFC 9449 §5: asymmetric only), as advertised in
+#: WWW-Authenticate and the configuration document.
+DPOP_ALGS = SIGNING_ALGS + tuple(ES256K)
 MIN_RSA_BITS = 2048
 
 AnyKey = RSAKey | ECKey | OKPKey

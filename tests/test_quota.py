@@ -195,4 +195,6 @@ def test_parallel_writes_overshoot_by_at_most_the_other_writes_in_flight(quota_a
     assert final <= limit + (THREADS - 1) * charge  # the documented bound
     print(f"quota {limit} B, {THREADS} clients, {accepted} writes of {charge} B accepted, "
           f"overshoot {max(0, final - limit)} B (bound {(THREADS - 1) * charge} B)")
-    refused(send(api, "POST", "/api/safe/s1/coin", {"name": "late", "data": "x"}), limit)
+    # A full-size write no longer fits (final > limit - charge), whatever the overshoot.
+    refused(send(api, "POST", "/api/safe/s1/coin", {"name": "late00", "data": "x" * DATA}),
+            limit)

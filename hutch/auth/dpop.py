@@ -10,6 +10,7 @@ from joserfc.jwk import thumbprint
 from hutch.errors import AuthError
 from hutch.jose import (
     ALGORITHM_KEYS,
+    DPOP_ALGS,
     ES256K,
     KEY_CLASSES,
     MIN_RSA_BITS,
@@ -21,7 +22,6 @@ from hutch.jose import (
     verify_compact,
 )
 
-DPOP_ALGS = tuple(ALGORITHM_KEYS) + tuple(ES256K)
 DEFAULT_MAX_AGE = 300
 MAX_PROOF_BYTES = 8 * 1024
 MAX_JTI_BYTES = 256

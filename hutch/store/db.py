@@ -27,6 +27,8 @@ MYSQL_SQL_MODE = (
     "NO_ENGINE_SUBSTITUTION"
 )
 SQLITE_BUSY_MS = 10_000
+_MYSQL_IN_TRANS = 1  # SERVER_STATUS_IN_TRANS in the server's status flags
+_PG_IDLE = 0  # libpq's PQTRANS_IDLE
 
 
 class DatabaseFileChanged(Exception):
@@ -68,7 +70,6 @@ def create_db_engine(settings: DatabaseSettings, *, must_exist: bool = False) ->
             "read_timeout": 15,
             "write_timeout": 15,
         }
-        kwargs["isolation_level"] = "READ COMMITTED"
     elif backend == "postgresql":
         kwargs["connect_args"] = {
             "connect_timeout": 5,
@@ -80,7 +81,46 @@ def create_db_engine(settings: DatabaseSettings, *, must_exist: bool = False) ->
             "tcp_user_timeout": 15000,
             "options": "-c statement_timeout=15000",
         }
-    return create_engine(url, hide_parameters=True, **kwargs)
+    engine = create_engine(url, hide_parameters=True, isolation_level="AUTOCOMMIT",
+                           pool_reset_on_return=None, **kwargs)
+    _explicit_transactions(engine)
+    return engine
+
+
+def _explicit_transactions(engine: Engine) -> None:
+    """MariaDB and PostgreSQL connections in autocommit mode, transactions begun explicitly.
+
+    A read is one statement, so it needs no transaction: it costs one round trip
+    instead of two (the SELECT, then the ROLLBACK the pool sent when the connection came
+    back; ~20 % of a profile GET's time on MariaDB). Writers begin a transaction (the
+    ``begin`` hook below, and ``Database.writing``) and end it with COMMIT or ROLLBACK,
+    so the pool resets nothing; a connection that still comes back inside a transaction
+    (an error path) is rolled back then, from a flag the driver keeps locally.
+    """
+    mysql = engine.dialect.name != "postgresql"
+    begin = "START TRANSACTION" if mysql else "BEGIN"
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        if mysql:  # fewer gap locks than REPEATABLE READ, and what the original used
+            with dbapi_conn.cursor() as cursor:
+                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection):
+        if not conn.get_execution_options().get("hutch_readonly", False):
+            conn.exec_driver_sql(begin)
+
+    @event.listens_for(engine, "reset")
+    def _on_reset(dbapi_conn, _record, state):
+        if state.terminate_only or state.transaction_was_reset:
+            return
+        if mysql:
+            in_transaction = bool(dbapi_conn.server_status & _MYSQL_IN_TRANS)
+        else:
+            in_transaction = dbapi_conn.info.transaction_status != _PG_IDLE
+        if in_transaction:
+            dbapi_conn.rollback()
 
 
 def _sqlite_engine(url, settings: DatabaseSettings, must_exist: bool) -> Engine:
@@ -219,6 +259,7 @@ class Database:
         self.engine = engine
         self.backend = engine.dialect.name
         self._writers: WriterQueue | None = None
+        self._begin = "BEGIN" if self.backend == "postgresql" else "START TRANSACTION"
         self._queries: dict[Select, Query] = {}
         self._file: str | None = None
         self._identity: tuple[int, int] | None = None
@@ -309,8 +350,7 @@ class Database:
                 cursor.execute(query.sql, query.parameters(params))
                 return cursor.rowcount
 
-            if sqlite:
-                cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute("BEGIN IMMEDIATE" if sqlite else self._begin)
             try:
                 yield run
                 self.check_file()
@@ -325,6 +365,20 @@ class Database:
                 cursor.execute("COMMIT")
             else:
                 raw.commit()
+
+    def write_one(self, statement: Executable, params: dict[str, Any]) -> int:
+        """One write statement in a transaction of its own; answers the affected rows.
+
+        On MariaDB and PostgreSQL the statement runs alone in autocommit mode, which
+        makes it atomic by itself: one round trip instead of three (BEGIN, it, COMMIT).
+        """
+        if self.backend == "sqlite":
+            with self.writing() as run:
+                return run(statement, params)
+        query = self._query(statement)
+        with self._dbapi() as (_raw, cursor):
+            cursor.execute(query.sql, query.parameters(params))
+            return cursor.rowcount
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

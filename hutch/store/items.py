@@ -164,8 +164,7 @@ class Items:
         params = {"sub": sub, "safe": safe_name, "name": data["name"], "now": now,
                   **self._values(data)}
         try:
-            with self.db.writing() as run:
-                inserted = run(self._insert, params)
+            inserted = self.db.write_one(self._insert, params)
         except IntegrityError:
             self.locate(sub, safe_name)  # the safe may have gone meanwhile
             raise ValidationFailed([self.kind.duplicate_message]) from None
@@ -177,8 +176,7 @@ class Items:
                    now: int) -> None:
         params = {"sub": sub, "safe": safe_name, "name": name, "now": now,
                   **self._values(data)}
-        with self.db.writing() as run:
-            changed = run(self._update, params)
+        changed = self.db.write_one(self._update, params)
         if not changed:
             self.locate(sub, safe_name, name)
             raise NotFound()

@@ -117,8 +117,7 @@ def create(db: Database, sub: str, data: dict[str, Any], now: int) -> None:
     """Insert the safe under the caller's profile; 403 without one, 400 on a duplicate."""
     params = {"sub": sub, "name": data["name"], "now": now, **_values(data)}
     try:
-        with db.writing() as run:
-            inserted = run(_INSERT, params)
+        inserted = db.write_one(_INSERT, params)
     except IntegrityError:
         # The unique index on active names decides between concurrent writers (§13.15);
         # a profile deleted meanwhile fails the foreign key instead: that is a 403.
@@ -130,8 +129,7 @@ def create(db: Database, sub: str, data: dict[str, Any], now: int) -> None:
 
 def update_one(db: Database, sub: str, name: str, data: dict[str, Any], now: int) -> None:
     params = {"sub": sub, "safe": name, "now": now, **_values(data)}
-    with db.writing() as run:
-        changed = run(_UPDATE, params)
+    changed = db.write_one(_UPDATE, params)
     if not changed:
         locate(db, sub, name)
         raise NotFound()

@@ -230,8 +230,9 @@ def test_severed_database_gives_503_then_recovers(database_url, key_files, idp, 
         for thread in threads:
             thread.start()
         time.sleep(0.5)
-        severed_at = time.monotonic()
         proxy.sever()
+        # After sever() returns: a request that began while it was cutting may still finish.
+        severed_at = time.monotonic()
         time.sleep(SEVERED_FOR)
         restored_at = time.monotonic()
         proxy.restore()
