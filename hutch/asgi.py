@@ -19,10 +19,12 @@ import asyncio
 import io
 import itertools
 import json
+import queue
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -103,6 +105,47 @@ def _close(result: Iterable[bytes]) -> None:
         close()
 
 
+class Pool:
+    """Threads that run the app, handing results back to the event loop.
+
+    concurrent.futures' executor wraps every call in two futures and a callback chain;
+    this hands the loop's own future straight to the thread: ~10 µs less a call.
+    """
+
+    def __init__(self, threads: int):
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        for index in range(threads):
+            threading.Thread(target=self._work, daemon=True,
+                             name=f"hutch-app-{index}").start()
+
+    def run(self, function: Callable, *args: Any) -> asyncio.Future:
+        """``function(*args)`` in a pool thread; its result (or exception) on the loop."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put((loop, future, function, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            loop, future, function, args = self._jobs.get()
+            result, error = None, None
+            try:
+                result = function(*args)
+            except BaseException as exc:  # noqa: BLE001 - the awaiting coroutine raises it
+                error = exc
+            with suppress(RuntimeError):  # the loop closed at the worker's exit
+                loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
 class Bridge:
     """The ASGI app granian serves: native routes on the loop, the rest through WSGI."""
 
@@ -116,11 +159,11 @@ class Bridge:
         self.allow_origin = allow_origin
         self.access = access
         self.routes = dict(routes or {})
-        self.pool: ThreadPoolExecutor | None = None
+        self.pool: Pool | None = None
 
     def start(self) -> None:
         """The thread pool, made in each worker (threads do not survive fork)."""
-        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="hutch-app")
+        self.pool = Pool(self.threads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # no lifespan (asginl), no websockets
@@ -141,7 +184,6 @@ class Bridge:
         await self._answer(wsgi_environ(scope, body), send)
 
     async def _answer(self, environ: dict[str, Any], send: Send) -> None:
-        loop = asyncio.get_running_loop()
         head: list[Any] = []
         written: list[bytes] = []  # PEP 3333's write(): sent before the iterable
 
@@ -154,7 +196,7 @@ class Bridge:
             parts = itertools.chain(written, result)
             return (result, parts, *_take(parts, result))
 
-        result, parts, chunk, done = await loop.run_in_executor(self.pool, begin)
+        result, parts, chunk, done = await self.pool.run(begin)
         try:
             await send({"type": "http.response.start", "status": head[0], "headers": [
                 (name.lower().encode("latin-1"), value.encode("latin-1"))
@@ -166,10 +208,10 @@ class Bridge:
                                 "body": chunk[start:start + SEND_PART], "more_body": not last})
                 if done:
                     return
-                chunk, done = await loop.run_in_executor(self.pool, _take, parts, result)
+                chunk, done = await self.pool.run(_take, parts, result)
         finally:
             if not done:  # the client went away mid-answer
-                await loop.run_in_executor(self.pool, _close, result)
+                await self.pool.run(_close, result)
 
     async def _refuse(self, scope: Scope, send: Send, refused: Refused,
                       started: float) -> None:

@@ -43,9 +43,12 @@ THREADS_PER_WORKER = 4
 #: sized for many (and for issue 14's open event streams); the pool bounds the work.
 BACKPRESSURE_PER_WORKER = 2048
 #: Request line plus headers: a 100 KB token still reaches the app (JSON 401), more
-#: is 431. granian's own buffer admits up to ~2× its size and answers a bare 431
-#: beyond: the exact limit, with a JSON body, is the bridge's (hutch/asgi.py).
+#: is 431 with a JSON body, from the bridge (hutch/intake.py). granian's read buffer
+#: checks its size only between reads, so a head a little over it may pass or not
+#: depending on how the bytes arrive: it is set 4× larger, and answers a bare 431
+#: itself only beyond that.
 MAX_HEAD_BYTES = 512 * 1024
+HEAD_BUFFER_BYTES = 4 * MAX_HEAD_BYTES
 
 
 def configure_logging() -> None:
@@ -240,7 +243,7 @@ def serve(app: Flask, host: str, port: int, workers: int) -> int:
         workers=workers,
         blocking_threads=1,  # granian's own, for the loop; the app's are the bridge's pool
         backpressure=BACKPRESSURE_PER_WORKER,
-        http1_settings=HTTP1Settings(max_buffer_size=MAX_HEAD_BYTES),
+        http1_settings=HTTP1Settings(max_buffer_size=HEAD_BUFFER_BYTES),
         websockets=False,
         log_level=LogLevels.info,
         log_dictconfig=_GRANIAN_LOGGING,

@@ -159,6 +159,7 @@ def test_an_os_error_escaping_serve_is_one_line(folder, tmp_path, monkeypatch, c
         raise OSError(98, "Address already in use")
 
     monkeypatch.setattr(hutch_server, "serve", taken)
+    monkeypatch.setattr(hutch_server, "ensure_port_free", lambda host, port: None)
     capsys.readouterr()
     assert main(["serve", "--config", path, "--port", "4890"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -274,6 +275,8 @@ def served(monkeypatch):
     """``hutch serve`` through main() up to the point where the server would start."""
     calls = []
     monkeypatch.setattr(hutch_server, "serve", lambda *args: calls.append(args) or 0)
+    # Whether the port is free is another test's business (test_slow_clients.py).
+    monkeypatch.setattr(hutch_server, "ensure_port_free", lambda host, port: None)
     return calls
 
 
