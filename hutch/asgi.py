@@ -171,10 +171,12 @@ class Bridge:
         started = time.perf_counter()
         try:
             check_head(scope, self.limits.max_head)
-            native = self.routes.get("/" + "/".join(s for s in scope["path"].split("/") if s))
-            if native is not None:
-                await native(scope, receive, send)
-                return
+            if self.routes:  # issue 14's event stream: on the loop, before the WSGI hop
+                native = self.routes.get(
+                    "/" + "/".join(s for s in scope["path"].split("/") if s))
+                if native is not None:
+                    await native(scope, receive, send)
+                    return
             body = await read_body(scope, receive, self.limits)
         except Refused as refused:
             await self._refuse(scope, send, refused, started)
