@@ -240,13 +240,17 @@ def hop_cost(requests: int = 20000) -> tuple[float, float]:
     return direct / requests * 1e6, bridged / requests * 1e6
 
 
+def _ms(value: float, digits: int = 1) -> str:
+    return "none answered" if value != value else f"{value:,.{digits}f}"  # NaN: no answer
+
+
 def table(results: dict[str, dict[str, object]]) -> str:
     rows = [
-        ("other users' GET p50, no attack (ms)", lambda r: f"{r['quiet']['p50']:.1f}"),
-        ("other users' GET p99, no attack (ms)", lambda r: f"{r['quiet']['p99']:.1f}"),
-        ("other users' GET p50, under attack (ms)", lambda r: f"{r['attacked']['p50']:.1f}"),
-        ("other users' GET p99, under attack (ms)", lambda r: f"{r['attacked']['p99']:.1f}"),
-        ("other users' GET max, under attack (ms)", lambda r: f"{r['attacked']['max']:.0f}"),
+        ("other users' GET p50, no attack (ms)", lambda r: _ms(r['quiet']['p50'])),
+        ("other users' GET p99, no attack (ms)", lambda r: _ms(r['quiet']['p99'])),
+        ("other users' GET p50, under attack (ms)", lambda r: _ms(r['attacked']['p50'])),
+        ("other users' GET p99, under attack (ms)", lambda r: _ms(r['attacked']['p99'])),
+        ("other users' GET max, under attack (ms)", lambda r: _ms(r['attacked']['max'], 0)),
         ("GETs answered / timed out (5 s), under attack",
          lambda r: f"{r['attacked']['n']} / {r['attacked']['timeouts']}"),
         ("slow uploads cut off (408) and reopened", lambda r: f"{r['cut_off']}"),
