@@ -6,7 +6,8 @@ checked (size, Host), its body read whole on the loop (``max_body_bytes``, and
 it in a small thread pool from memory; the answer goes back part by part, a pool thread
 producing the next part while the loop waits for the client to take the last one. A slow
 uploader or a slow reader therefore holds a coroutine and its buffers, never one of the
-pool's threads (issue 10 item 1). The hop costs ~35 µs a request (bench/RESULTS.md).
+pool's threads (issue 10 item 1). The hop costs 22-55 µs in-process, ~50-100 µs of CPU
+a request in the server (bench/RESULTS.md).
 
 Native async routes (the event stream of issue 14) plug in before the WSGI hop:
 ``Bridge(routes={"/api/events": stream})`` hands such a path to an ASGI callable that
