@@ -37,7 +37,7 @@ class IdentityProvider:
         public = dict(self.key.as_dict(private=False), kid=self.kid, alg="ES256", use="sig")
         self.public_jwks.write_text(json.dumps({"keys": [public]}) + "\n")
 
-    def token(self, sub: str, lifetime: int = 7 * 86400) -> str:
+    def token(self, sub: str, lifetime: int = 12 * 3600) -> str:
         now = int(time.time())
         claims = {"iss": ISSUER, "sub": sub, "client_id": "bench", "jti": secrets.token_hex(8),
                   "iat": now, "nbf": now, "exp": now + lifetime, "scope": "hutch"}
